@@ -1,0 +1,249 @@
+"""Turn scraped plain text into headline, deck, byline and body paragraphs.
+
+Scraped text carries photo captions (often twice), photo credits, bylines and site chrome
+around the story, and sometimes a whole page of menus, share buttons, related stories,
+comments and footers. Rather than listing one site's strings, each line is scored on
+signals -- prose or not, chrome family, credit ending, repetition -- and the body is the
+contiguous run of lines with the highest score (a maximum-sum segment). The headline,
+deck and byline are then read off the lines just above the body.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from digest.models import CleanText
+
+_QUOTE_CLOSERS = "\"'”’»)]"
+_TERMINAL = re.compile(r"[.!?…:;][" + re.escape(_QUOTE_CLOSERS) + r"]*$")
+_BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
+
+# Photo credits at the end of a caption, after the caption's own sentence.
+_AGENCIES = (
+    r"Yonhap|Reuters(?:-Yonhap)?|AP(?: Photo(?:/[\w .'-]+)?)?|AFP(?:/Getty Images)?|"
+    r"Getty Images(?: for [\w .'-]+)?|EPA(?:-EFE)?|Newsis|News1|Xinhua|Kyodo|Bloomberg|"
+    r"Shutterstock|Joint Press Corps|Pool|Anadolu|NurPhoto|Sipa|Alamy|Imago|dpa|"
+    r"[\w .'-]{2,40} file(?: photo)?"
+)
+_CREDIT_END = re.compile(
+    r"(?:(?<=[.!?)\"”’])\s+(?:" + _AGENCIES + r")\s*$)"  # "... Tuesday. Yonhap"
+    r"|(?:\s/\s*(?:Courtesy of|Photo by|Photo courtesy of)\s[^/]{2,80}$)"  # "... / Courtesy of X"
+    r"|(?:(?<=[.!?)\"”’])\s+(?:Courtesy of|Photo by|Photo courtesy of|Photo:)\s[^.]{2,60}$)"
+    r"|(?:\((?:Photo|Image|Credit|Photograph)\s*(?::|by|/)\s*[^)]{2,60}\)\s*$)",
+    re.IGNORECASE,
+)
+# A caption's trailing credit we do not know by name: a sentence, then a few capitalised
+# words with no sentence punctuation ("... on Friday. Harbor Authority").
+_GENERIC_CREDIT_END = re.compile(r"[a-z0-9][.!?]\s+(?:[A-Z][\w&'-]*\s?){1,4}$")
+
+_BYLINE = re.compile(
+    r"^(?:by|written by|words by)\s+(?P<name>[^|•·,]+?(?:,\s*[^|•·,]+?)*)"
+    r"(?:\s*[|•·]\s*.*|,\s*(?:staff|senior|special|chief)?\s*(?:reporter|writer|"
+    r"correspondent|editor).*)?$",
+    re.IGNORECASE,
+)
+_BYLINE_ROLE = re.compile(
+    r"^(?P<name>[A-Z][\w.'’-]+(?:\s+[A-Z][\w.'’-]+){1,3}(?:\s+and\s+[A-Z][\w.'’-]+"
+    r"(?:\s+[A-Z][\w.'’-]+){1,3})?),\s*(?:staff|senior|special|chief|contributing)?\s*"
+    r"(?:reporter|writer|correspondent|editor)s?\b.*$",
+    re.IGNORECASE,
+)
+
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATE_LINE = re.compile(
+    r"^(?:(?:updated|published|posted|last updated|first published|modified)\b.{0,60}"
+    r"|(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+" + _MONTH + r"\s+\d{1,2}.{0,40}"
+    r"|" + _MONTH + r"\s+\d{1,2},?\s+\d{4}.{0,30}"
+    r"|\d{4}[-./]\d{1,2}[-./]\d{1,2}.{0,30}"
+    r"|\d+\s+(?:min|minute|hour|day)s?\s+(?:ago|read))$",
+    re.IGNORECASE,
+)
+
+# Lines after which the story is over: lists of other stories, comments, footers.
+_BREAKERS = re.compile(
+    r"^(?:related(?:\s+(?:articles?|stories|news|content|coverage|links|topics))?"
+    r"|more\s+(?:stories|news|from\b.*|on\s+this\s+(?:story|topic))|other\s+(?:stories|news)"
+    r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
+    r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
+    r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editor'?s\s+picks?|latest\s+news"
+    r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
+    r"|about\s+us|contact\s+us|privacy\s+policy|terms\s+of\s+(?:service|use)|cookie\s+policy"
+    r"|site\s*map|advertise\s+with\s+us)[:.]?$",
+    re.IGNORECASE,
+)
+_CHROME = re.compile(
+    r"^(?:sign\s+up\b.*|subscribe\b.*|.*\bnewsletters?\b.{0,40}|get\s+the\s+app.*"
+    r"|share(?:\s+(?:this|on|via)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
+    r"|tweet|save|copy\s+link|listen(?:\s+to\s+this\s+(?:article|story)).*"
+    r"|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advertisement|ad|sponsored.*"
+    r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
+    r"|follow\s+us\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
+    r"|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
+    r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
+    re.IGNORECASE,
+)
+_SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
+_ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
+
+
+class Kind(Enum):
+    PROSE = "prose"
+    OTHER = "other"  # not a sentence: headline, deck, menu item, crosshead
+    CAPTION = "caption"
+    BYLINE = "byline"
+    META = "meta"  # date and update lines
+    CHROME = "chrome"
+    BREAKER = "breaker"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    text: str
+    kind: Kind
+    words: int
+
+
+def _normalize(text: str) -> str:
+    text = unicodedata.normalize("NFC", text).replace("\u00a0", " ").replace("\u200b", "")
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _split_lines(text: str) -> list[str]:
+    return [line for line in (_normalize(raw) for raw in text.splitlines()) if line]
+
+
+def is_prose(text: str) -> bool:
+    """A sentence-like line: ends with sentence punctuation (or a closing quote)."""
+    return bool(_TERMINAL.search(text)) and len(text.split()) >= 2
+
+
+def _has_credit(text: str) -> bool:
+    if _CREDIT_END.search(text):
+        return True
+    return len(text.split()) >= 6 and bool(_GENERIC_CREDIT_END.search(text))
+
+
+def _looks_like_quote_or_attribution(text: str) -> bool:
+    lowered = text.lower()
+    return any(ch in text for ch in '"“”') or any(w in lowered for w in _ATTRIBUTION_WORDS)
+
+
+def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ()) -> list[Line]:
+    """Label each line with what it most likely is."""
+    counts = Counter(lines)
+    out: list[Line] = []
+    for index, text in enumerate(lines):
+        words = len(text.split())
+        short = words <= _SHORT_CHROME_WORDS
+        repeated = counts[text] > 1 and words >= 4
+        neighbours = [*lines[index - 1 : index], *lines[index + 1 : index + 2]]
+        kind: Kind
+        if any(p.search(text) for p in extra_chrome):
+            kind = Kind.CHROME
+        elif short and _BREAKERS.match(text):
+            kind = Kind.BREAKER
+        elif (short or text.startswith(("©", "Copyright", "Editor"))) and _CHROME.match(text):
+            kind = Kind.CHROME
+        elif _has_credit(text) and not _looks_like_quote_or_attribution(text):
+            kind = Kind.CAPTION
+        elif repeated and text in neighbours and not _BULLET.match(text):
+            kind = Kind.CAPTION  # photo captions are printed twice in a row
+        elif words <= 12 and (_BYLINE.match(text) or _BYLINE_ROLE.match(text)):
+            kind = Kind.BYLINE
+        elif words <= 12 and _DATE_LINE.match(text):
+            kind = Kind.META
+        elif is_prose(text) or _BULLET.match(text):
+            kind = Kind.PROSE
+        else:
+            kind = Kind.OTHER
+        out.append(Line(text, kind, words))
+    return out
+
+
+def _weight(line: Line) -> float:
+    match line.kind:
+        case Kind.PROSE:
+            return float(max(line.words, 3))
+        case Kind.CAPTION | Kind.META:
+            return -1.0
+        case Kind.BYLINE:
+            return -3.0
+        case Kind.CHROME:
+            return -30.0
+        case Kind.BREAKER:
+            return -120.0
+        case Kind.OTHER:
+            return -(3.0 + line.words)
+
+
+def body_span(lines: Sequence[Line]) -> tuple[int, int]:
+    """The [start, end) run of lines with the largest total weight: the story's body."""
+    best, best_span = 0.0, (0, 0)
+    running, start = 0.0, 0
+    for index, line in enumerate(lines):
+        if running <= 0:
+            running, start = 0.0, index
+        running += _weight(line)
+        if running > best:
+            best, best_span = running, (start, index + 1)
+    return best_span
+
+
+def _is_headline(line: Line) -> bool:
+    return line.kind is Kind.OTHER and 2 <= line.words <= 30 and "|" not in line.text
+
+
+def _byline_name(text: str) -> str:
+    match = _BYLINE.match(text) or _BYLINE_ROLE.match(text)
+    name = match.group("name") if match else text
+    name = name.strip(" ,.")
+    if name.isupper():
+        name = name.title()
+    return name
+
+
+def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | None, str | None]:
+    """Headline, deck and byline: the headline-like lines just above the body."""
+    headlines: list[str] = []
+    byline: str | None = None
+    for line in reversed(lines[:start]):
+        if line.kind is Kind.BYLINE and byline is None:
+            byline = _byline_name(line.text)
+        elif line.kind in (Kind.CAPTION, Kind.META, Kind.BYLINE):
+            continue
+        elif _is_headline(line) and len(headlines) < 2:
+            if line.text not in headlines:
+                headlines.append(line.text)
+        elif headlines or (line.kind is Kind.OTHER and line.words < 2):
+            break
+    if not headlines:
+        return None, None, byline
+    if len(headlines) == 1:
+        return headlines[0], None, byline
+    return headlines[1], headlines[0], byline
+
+
+def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
+    """Split scraped article text into title, subtitle, byline and body paragraphs."""
+    lines = classify(_split_lines(text), extra_chrome)
+    start, end = body_span(lines)
+    title, subtitle, byline = _read_head(lines, start)
+    paragraphs: list[str] = []
+    seen: set[str] = set()
+    for line in lines[start:end]:
+        if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
+            paragraphs.append(line.text)
+            seen.add(line.text)
+        elif line.kind is Kind.BYLINE and byline is None:
+            byline = _byline_name(line.text)
+    while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
+        paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
+    if title is None:
+        first = next((line.text for line in lines if line.kind is not Kind.CHROME), "")
+        title = first if first not in paragraphs else "Untitled"
+    return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))

@@ -1,0 +1,1 @@
+"""Mail: build messages once per digest and hand them to a transport."""

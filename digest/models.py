@@ -1,0 +1,82 @@
+"""Plain data passed between the stages; no behaviour, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CleanText:
+    """Scraped text taken apart: headline, deck, byline and the body paragraphs."""
+
+    title: str
+    subtitle: str | None
+    byline: str | None
+    paragraphs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One collected article, cleaned; `paragraphs` is the body only."""
+
+    title: str
+    paragraphs: tuple[str, ...]
+    source: str
+    url: str | None = None
+    guid: str | None = None
+    subtitle: str | None = None
+    byline: str | None = None
+    published_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A direct quotation, in the article's own words, and who said it."""
+
+    text: str
+    speaker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    lead: str
+    quotes: tuple[Quote, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    article: Article
+    summary: Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What goes into one issue: its unique key, its date and its items in order."""
+
+    key: str
+    name: str
+    day: date
+    items: tuple[DigestItem, ...]
+    intro: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str | None = None
+    topics: tuple[str, ...] = ()
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """The digest rendered once: subject, inlined HTML and the plain-text part."""
+
+    subject: str
+    html: str
+    text: str
+    warnings: tuple[str, ...] = field(default=())

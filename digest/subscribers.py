@@ -1,0 +1,272 @@
+"""Who the digest goes to: add, remove, import, list; and the signed tokens in links."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.engine import Engine
+
+from digest import store
+from digest.errors import DigestError
+from digest.models import Subscriber
+from digest.settings import Settings
+
+STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+_COLUMNS = {
+    "email": {"email", "e-mail", "email address", "e-mail address", "mail", "address"},
+    "name": {"name", "full name", "fullname", "display name"},
+    "topics": {"topics", "topic", "tags"},
+    "status": {"status", "state"},
+}
+
+
+def normalize_email(raw: str) -> str:
+    """A valid, normalized address (lower-cased domain), or DigestError saying why not."""
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise DigestError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+    local, _, domain = result.normalized.rpartition("@")
+    # Addresses are unique case-insensitively: almost every mail server treats them so.
+    return f"{local.lower()}@{domain.lower()}"
+
+
+def clean_name(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in raw):
+        raise DigestError(f"The name {raw!r} contains control characters or line breaks.")
+    return " ".join(raw.split())[:200]
+
+
+def parse_topics(raw: str | Sequence[str] | None) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = raw.replace(";", ",").split(",") if isinstance(raw, str) else raw
+    return tuple(sorted({t.strip().lower() for t in items if t.strip()}))
+
+
+def add_subscriber(
+    engine: Engine,
+    email: str,
+    name: str | None = None,
+    topics: str | Sequence[str] | None = None,
+    status: str = "active",
+) -> tuple[Subscriber, bool]:
+    """Add someone, or update their name/topics; returns (subscriber, created)."""
+    if status not in STATUSES:
+        raise DigestError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+    address, clean = normalize_email(email), clean_name(name)
+    with store.transaction(engine) as conn:
+        existing = store.find_subscriber(conn, address)
+        if existing is None:
+            new_id = store.insert_subscriber(conn, address, clean, parse_topics(topics), status)
+            created = store.get_subscriber(conn, new_id)
+            assert created is not None
+            return created, True
+        changes: dict[str, object] = {}
+        if clean is not None:
+            changes["name"] = clean
+        if topics is not None:
+            changes["topics"] = list(parse_topics(topics))
+        if status != existing.status:
+            changes["status"] = status
+        if changes:
+            store.update_subscriber(conn, existing.id, **changes)
+        updated = store.get_subscriber(conn, existing.id)
+        assert updated is not None
+        return updated, False
+
+
+def remove_subscriber(engine: Engine, email: str) -> Subscriber:
+    """Mark someone unsubscribed; they receive nothing not yet delivered to them."""
+    address = normalize_email(email)
+    with store.transaction(engine) as conn:
+        existing = store.find_subscriber(conn, address)
+        if existing is None:
+            raise DigestError(
+                f"No subscriber {address}; check the address with `subscribers list`."
+            )
+        if existing.status != "unsubscribed":
+            store.update_subscriber(conn, existing.id, status="unsubscribed")
+        updated = store.get_subscriber(conn, existing.id)
+        assert updated is not None
+        return updated
+
+
+@dataclass(slots=True)
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_unsubscribed: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    email: str
+    name: str | None
+    topics: tuple[str, ...] | None
+    status: str
+
+
+def _header_map(header: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for index, column in enumerate(header):
+        key = column.strip().lower().replace("_", " ")
+        for field_name, aliases in _COLUMNS.items():
+            if key in aliases and field_name not in found:
+                found[field_name] = index
+    if "email" not in found:
+        raise DigestError(
+            "The CSV has no email column; its first row must name the columns, e.g. email,name."
+        )
+    return found
+
+
+def _parse_rows(
+    lines: Iterable[list[str]], columns: dict[str, int]
+) -> tuple[list[_Row], list[tuple[int, str]]]:
+    rows: list[_Row] = []
+    errors: list[tuple[int, str]] = []
+    seen: set[str] = set()
+
+    def cell(values: list[str], name: str) -> str | None:
+        index = columns.get(name)
+        return values[index].strip() if index is not None and index < len(values) else None
+
+    for line, values in enumerate(lines, start=2):
+        if not any(v.strip() for v in values):
+            continue
+        try:
+            email = normalize_email(cell(values, "email") or "")
+            name = clean_name(cell(values, "name"))
+            status = (cell(values, "status") or "active").lower()
+            if status not in STATUSES:
+                raise DigestError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+            if email in seen:
+                raise DigestError(f"{email} appears twice in the file")
+        except DigestError as exc:
+            errors.append((line, str(exc)))
+            continue
+        seen.add(email)
+        raw_topics = cell(values, "topics")
+        topics = parse_topics(raw_topics) if "topics" in columns else None
+        rows.append(_Row(line, email, name, topics, status))
+    return rows, errors
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    *,
+    strict: bool = False,
+    dry_run: bool = False,
+    resubscribe: bool = False,
+) -> ImportReport:
+    """Import subscribers from a CSV in one transaction; bad rows are listed by line.
+
+    By default the good rows are imported and the bad ones reported; with `strict`,
+    nothing is imported when any row is bad. Someone who unsubscribed stays unsubscribed
+    unless `resubscribe` is given.
+    """
+    try:
+        data = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DigestError(f"The file {path} does not exist.") from None
+    except UnicodeDecodeError:
+        raise DigestError(f"The file {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
+    reader = csv.reader(io.StringIO(data))
+    header = next(reader, None)
+    if header is None:
+        raise DigestError(f"The file {path} is empty.")
+    rows, errors = _parse_rows(reader, _header_map(header))
+    report = ImportReport(errors=errors)
+    if strict and errors:
+        return report
+    with store.transaction(engine) as conn:
+        for row in rows:
+            existing = store.find_subscriber(conn, row.email)
+            if existing is None:
+                report.added += 1
+                if not dry_run:
+                    store.insert_subscriber(conn, row.email, row.name, row.topics or (), row.status)
+                continue
+            changes: dict[str, object] = {}
+            if row.name is not None and row.name != existing.name:
+                changes["name"] = row.name
+            if row.topics is not None and row.topics != existing.topics:
+                changes["topics"] = list(row.topics)
+            if row.status != existing.status:
+                if existing.status in ("unsubscribed", "complained") and not resubscribe:
+                    report.kept_unsubscribed += 1
+                else:
+                    changes["status"] = row.status
+            if changes:
+                report.updated += 1
+                if not dry_run:
+                    store.update_subscriber(conn, existing.id, **changes)
+            else:
+                report.unchanged += 1
+    return report
+
+
+def export_csv(subscribers: Iterable[Subscriber]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["email", "name", "topics", "status"])
+    for s in subscribers:
+        writer.writerow([s.email, s.name or "", ",".join(s.topics), s.status])
+    return out.getvalue()
+
+
+# -- signed tokens ---------------------------------------------------------------------
+
+
+def secret_key(settings: Settings) -> tuple[str, bool]:
+    """The signing key: from settings, or generated once into the data directory.
+
+    Returns (key, created_now) so the caller can tell the user a key was made.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value(), False
+    path = settings.data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key, True
+
+
+@lru_cache(maxsize=8)
+def _serializer(key: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(key, salt=f"digest.{purpose}")
+
+
+def make_token(key: str, subscriber_id: int, purpose: str) -> str:
+    """A URL-safe token naming the subscriber, signed for one purpose (e.g. unsubscribe)."""
+    return str(_serializer(key, purpose).dumps(subscriber_id))
+
+
+def read_token(key: str, token: str, purpose: str) -> int | None:
+    """The subscriber id in a token, or None when it was forged, altered or misused."""
+    try:
+        value = _serializer(key, purpose).loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, int) else None

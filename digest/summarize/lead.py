@@ -1,0 +1,60 @@
+"""The lead: the article's own opening, within a word budget, cut only between sentences."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from digest.summarize.sentences import split_sentences
+
+# Paragraphs that sit above a story without being part of it.
+_NOT_STORY = re.compile(
+    r"^(?:editor'?s note\b|updated\b|update\b|published\b|posted\b|listen to this\b"
+    r"|correction\b|clarification\b|subscribe\b|sign up\b|advertisement\b|read more\b"
+    r"|this (?:article|story) (?:was|has been|is)\b|by [A-Z][\w.'’-]+(?: [A-Z][\w.'’-]+){0,3}$"
+    r"|\(?(?:photo|image|video)\b)",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
+TEASER_WORDS = 18
+
+
+def is_story_paragraph(text: str) -> bool:
+    """Body copy, not a note, label, prompt or crosshead."""
+    return bool(_SENTENCE_END.search(text)) and not _NOT_STORY.match(text)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _fit(sentences: Sequence[str], budget: int, used: int = 0) -> list[str]:
+    taken: list[str] = []
+    for sentence in sentences:
+        if used + _words(sentence) > budget and (taken or used):
+            break
+        taken.append(sentence)
+        used += _words(sentence)
+    return taken
+
+
+def pick_lead(paragraphs: Sequence[str], budget: int = 60) -> str:
+    """The first story paragraph, trimmed to whole sentences within `budget` words.
+
+    A one-line teaser or a question hook is followed by the next paragraph, as far as the
+    budget allows.
+    """
+    story = [p for p in paragraphs if is_story_paragraph(p)]
+    if not story:
+        return ""
+    first = story[0]
+    sentences = split_sentences(first)
+    taken = _fit(sentences, budget)
+    if len(taken) < len(sentences):
+        return " ".join(taken)
+    is_hook = _words(first) < TEASER_WORDS or first.rstrip("\"'”’").endswith("?")
+    if is_hook and len(story) > 1:
+        more = _fit(split_sentences(story[1]), budget, _words(first))
+        if more:
+            return " ".join([first, *more])
+    return first

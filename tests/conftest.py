@@ -1,0 +1,92 @@
+"""Shared fixtures: a temp project (config + SQLite file) and the real `digest` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from digest.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "config" / "samples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def write_config(folder: Path, extra: str = "") -> Path:
+    """A config like the bundled one, with absolute sample paths and a temp data dir."""
+    path = folder / "digest.toml"
+    path.write_text(
+        f"""
+data_dir = "{folder / "var"}"
+
+[sender]
+name = "Test Digest"
+address = "digest@example.org"
+postal_address = "Test Digest, 1 Test Street"
+
+[web]
+base_url = "https://digest.example.org"
+
+[[sources]]
+name = "Local Desk"
+kind = "folder"
+location = "{SAMPLES / "articles"}"
+tags = ["local"]
+
+[[sources]]
+name = "Example Science Wire"
+kind = "feed"
+location = "{SAMPLES / "feed.xml"}"
+tags = ["science"]
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def settings(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    return load_settings(config_file)
+
+
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, config_file: Path) -> CLI:
+    """Run the installed entry point in a subprocess, as a user would."""
+
+    def run(
+        *args: str, stdin: str | None = None, env: dict[str, str] | None = None, config: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        clean_env.update({"COLUMNS": "200", "NO_COLOR": "1", **(env or {})})
+        command = [sys.executable, "-m", "digest.cli"]
+        if config:
+            command += ["--config", str(config_file)]
+        return subprocess.run(
+            [*command, *args],
+            cwd=tmp_path,
+            env=clean_env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    return run

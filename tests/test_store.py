@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, date, datetime
+
+import sqlalchemy as sa
+
+from digest import store
+from digest.deliver import deliver_digest
+from digest.mail.message import MessageTemplate
+from digest.mail.outbox import OutboxTransport
+from digest.models import Article, RenderedDigest
+from digest.subscribers import add_subscriber
+
+
+def _engine(tmp_path):
+    return store.connect(f"sqlite:///{tmp_path / 'db' / 'digest.db'}")
+
+
+def test_schema_is_created_once_and_migration_is_idempotent(tmp_path):
+    engine = _engine(tmp_path)
+    assert store.migrate(engine) == len(store.MIGRATIONS)
+    with engine.connect() as conn:
+        versions = conn.execute(sa.select(store.schema_version.c.version)).scalars().all()
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    assert versions == [len(store.MIGRATIONS)]
+    assert mode == "wal"
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"sources", "articles", "digests", "digest_items", "subscribers", "deliveries"} <= tables
+
+
+def _article(title: str, url: str | None = None) -> Article:
+    return Article(title=title, paragraphs=(f"{title} happened today.",), source="s", url=url)
+
+
+def test_the_same_article_is_stored_once(tmp_path):
+    engine = _engine(tmp_path)
+    with store.transaction(engine) as conn:
+        sid = store.ensure_source(conn, "s", "folder", "/x")
+        assert store.add_article(conn, sid, _article("A", "https://e.org/a"), "f1")
+        assert not store.add_article(conn, sid, _article("A2", "https://e.org/a"), "f2")  # url
+        assert not store.add_article(conn, sid, _article("B"), "f1")  # fingerprint
+        assert len(store.unsent_articles(conn, "daily", 10)) == 1
+
+
+def _make_digest(conn, key: str) -> int | None:
+    return store.create_digest(
+        conn,
+        key=key,
+        list_name="daily",
+        day=date(2026, 11, 28),
+        subject="s",
+        html="<p>h</p>",
+        text="t",
+        items=[],
+    )
+
+
+def test_one_digest_per_key(tmp_path):
+    engine = _engine(tmp_path)
+    with store.transaction(engine) as conn:
+        first = _make_digest(conn, "daily/2026-11-28")
+    with store.transaction(engine) as conn:
+        second = _make_digest(conn, "daily/2026-11-28")
+        other = _make_digest(conn, "daily/2026-11-29")
+    assert first is not None and second is None and other is not None
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(store.digests)) == 2
+
+
+class _CrashingTransport(OutboxTransport):
+    """Accepts `limit` messages, then the process 'dies' (an exception escapes)."""
+
+    def __init__(self, folder, limit: int) -> None:
+        super().__init__(folder)
+        self.limit = limit
+
+    def send(self, digest_key, envelopes):
+        if self.limit <= 0:
+            raise KeyboardInterrupt
+        self.limit -= len(envelopes)
+        return super().send(digest_key, envelopes)
+
+
+def test_an_interrupted_delivery_resumes_without_resending(tmp_path, settings):
+    engine = store.connect(settings.db_url)
+    for n in range(7):
+        add_subscriber(engine, f"p{n}@example.org")
+    with store.transaction(engine) as conn:
+        digest_id = _make_digest(conn, "daily/2026-11-28")
+    template = MessageTemplate(
+        RenderedDigest("s", "<p>x</p>", "x"),
+        sender_name="D",
+        sender_address="d@example.org",
+        list_id="D <d.example.org>",
+        unsubscribe_url="https://e.org/u/{token}",
+        unsubscribe_mailto="mailto:d@example.org",
+        digest_key="daily/2026-11-28",
+        sent_at=datetime.now(UTC),
+    )
+    args = {
+        "engine": engine,
+        "digest_id": digest_id,
+        "digest_key": "daily/2026-11-28",
+        "template": template,
+        "token_for": str,
+        "batch_size": 3,
+    }
+    crashing = _CrashingTransport(tmp_path / "out", limit=3)
+    with contextlib.suppress(KeyboardInterrupt):
+        deliver_digest(transport=crashing, **args)
+    with store.transaction(engine) as conn:
+        assert store.delivery_counts(conn, digest_id) == {"sent": 3, "pending": 4}
+    written = []
+
+    class Recording(OutboxTransport):
+        def send(self, digest_key, envelopes):
+            written.extend(e.recipient for e in envelopes)
+            return super().send(digest_key, envelopes)
+
+    report = deliver_digest(transport=Recording(tmp_path / "out"), **args)
+    assert report.sent == 4 and sorted(written) == [f"p{n}@example.org" for n in range(3, 7)]
+    assert len(list((tmp_path / "out").rglob("*.eml"))) == 7

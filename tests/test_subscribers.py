@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from digest import store
+from digest.errors import DigestError
+from digest.pipeline import open_store
+from digest.subscribers import (
+    add_subscriber,
+    import_csv,
+    make_token,
+    read_token,
+    remove_subscriber,
+    secret_key,
+)
+
+
+@pytest.fixture
+def engine(settings):
+    return open_store(settings)
+
+
+def _people(engine):
+    with store.transaction(engine) as conn:
+        return {s.email: s for s in store.list_subscribers(conn)}
+
+
+def test_addresses_are_validated_and_case_insensitive(engine):
+    first, created = add_subscriber(engine, "  Ana.Lindgren@Example.ORG ", name="Ana")
+    assert created and first.email == "ana.lindgren@example.org"
+    again, created = add_subscriber(engine, "ANA.LINDGREN@example.org")
+    assert not created and again.id == first.id
+    with pytest.raises(DigestError, match="not a valid email"):
+        add_subscriber(engine, "not-an-address")
+    with pytest.raises(DigestError, match="control characters"):
+        add_subscriber(engine, "x@example.org", name="Eve\r\nBcc: all@example.org")
+
+
+def test_import_reports_bad_rows_by_line_and_keeps_the_good(engine, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "E-mail,Full Name,Topics,Status\n"
+        "ana@example.org,Ana,Local; Science,active\n"
+        "broken-address,Bob,,active\n"
+        "cy@example.com,Cy,,paused\n"
+        "ANA@example.org,Ana again,,active\n"
+        "dee@example.com,Dee,,\n",
+        encoding="utf-8",
+    )
+    report = import_csv(engine, csv_file)
+    assert report.added == 2
+    assert [line for line, _ in report.errors] == [3, 4, 5]
+    assert "not a valid email" in report.errors[0][1]
+    assert "unknown status" in report.errors[1][1]
+    assert "twice" in report.errors[2][1]
+    people = _people(engine)
+    assert set(people) == {"ana@example.org", "dee@example.com"}
+    assert people["ana@example.org"].topics == ("local", "science")
+    assert people["dee@example.com"].status == "active"
+
+
+def test_strict_import_writes_nothing_when_a_row_is_bad(engine, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("email\nok@example.org\nnope\n", encoding="utf-8")
+    report = import_csv(engine, csv_file, strict=True)
+    assert report.errors and report.added == 0
+    assert _people(engine) == {}
+
+
+def test_reimport_changes_nothing_and_never_resubscribes(engine, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("email,name\nana@example.org,Ana\nbo@example.org,Bo\n", encoding="utf-8")
+    import_csv(engine, csv_file)
+    remove_subscriber(engine, "bo@example.org")
+    report = import_csv(engine, csv_file)
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 2)
+    assert _people(engine)["bo@example.org"].status == "unsubscribed"
+    csv_file.write_text("email,status\nbo@example.org,active\n", encoding="utf-8")
+    assert import_csv(engine, csv_file).kept_unsubscribed == 1
+    assert _people(engine)["bo@example.org"].status == "unsubscribed"
+    import_csv(engine, csv_file, resubscribe=True)
+    assert _people(engine)["bo@example.org"].status == "active"
+
+
+def test_missing_email_column_is_a_clear_error(engine, tmp_path):
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text("name,topics\nAna,\n", encoding="utf-8")
+    with pytest.raises(DigestError, match="no email column"):
+        import_csv(engine, csv_file)
+
+
+def test_tokens_round_trip_and_reject_forgery():
+    token = make_token("k1", 42, "unsubscribe")
+    assert read_token("k1", token, "unsubscribe") == 42
+    assert read_token("k2", token, "unsubscribe") is None  # other key
+    assert read_token("k1", token, "confirm") is None  # other purpose
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    assert read_token("k1", forged, "unsubscribe") is None
+    assert read_token("k1", "42.abc", "unsubscribe") is None
+    assert all(ch.isalnum() or ch in "-_." for ch in token)
+
+
+def test_secret_key_is_generated_once_with_private_permissions(settings):
+    key, created = secret_key(settings)
+    assert created and len(key) >= 32
+    path = settings.data_dir / "secret_key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert secret_key(settings) == (key, False)
