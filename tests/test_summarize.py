@@ -114,7 +114,7 @@ def test_labeled_set_precision_recall_and_speakers():
     assert leads / len(LABELED) >= 0.95
     assert precision >= 0.95
     assert recall >= 0.95
-    assert speakers >= 0.68
+    assert speakers >= 0.95
 
 
 def test_top_quotes_are_full_sentences_from_named_speakers_on_the_seed():

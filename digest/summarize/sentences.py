@@ -14,8 +14,8 @@ import re
 # Words after which a period never ends the sentence (they always precede something).
 _NEVER_FINAL = frozenset(
     """mr mrs ms mx dr prof gen lt col maj capt cmdr adm sgt cpl pvt sen rep gov atty supt
-    insp det rev hon pres amb st mt ft no nos vol fig pp jan feb mar apr jun jul aug sep sept
-    oct nov dec messrs mme mlle sr jr vs cf""".split()
+    insp det rev hon pres amb brig msgr cdr st mt ft no nos vol fig pp jan feb mar apr jun
+    jul aug sep sept oct nov dec messrs mme mlle sr jr vs cf""".split()
 )
 # Words that may end a sentence or not ("Acme Inc. The ..." vs "Acme Inc. shares").
 _MAYBE_FINAL = frozenset(
