@@ -34,6 +34,8 @@ _ACCORDING = re.compile(r"^according\s+to\s+(?P<np>[^;:!?\"“”]{1,160})", re.
 _BEFORE_COLON = re.compile(
     r"^(?P<np>.{1,160}?)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
 )
+_SINGLE_MARKS = re.compile("['‘’]")
+_DOUBLE_MARKS = re.compile('["“”]')
 _CLOSERS = {'"': '"', "“": "”", "'": "'", "‘": "’"}
 _END_PUNCT = re.compile(r"[.!?…\-—–]$")
 
@@ -93,10 +95,8 @@ def _spans_in(paragraph: str, index: int, single: bool) -> list[_Span]:
     spans: list[_Span] = []
     opener: str | None = None
     start = 0
-    marks = "'‘’" if single else '"“”'
-    for i, ch in enumerate(paragraph):
-        if ch not in marks:
-            continue
+    for mark in (_SINGLE_MARKS if single else _DOUBLE_MARKS).finditer(paragraph):
+        i, ch = mark.start(), mark.group()
         if opener is None:
             if _is_opening(paragraph, i, single):
                 opener, start = ch, i

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from digest.summarize.sentences import split_sentences
 
@@ -231,38 +232,55 @@ class Mentions:
                 _TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in mention.words[:-1]
             )
             if self.is_person(mention.name) and any(
-                re.search(rf"\b{re.escape(h)}\b", title) for h in heads
+                h in title.split() or (" " in h and h in title) for h in heads
             ):
                 candidates.append(
                     (self.starts[mention.paragraph] + mention.offset, mention.name, "named")
                 )
-        role_words = r"(?:[\w'’-]+\s+){0,5}?"
+        lowered = context.lower()
         for h in heads:
-            head_re = re.escape(h)
-            name = rf"({_TOKEN}(?: +(?:{_TOKEN}|{_PARTICLE}))+)"
-            owner = r"(?:[Tt]he|[Aa]n?|[Ii]ts|[Hh]is|[Hh]er|[Tt]heir|[\w.&-]+['’]s)"
-            head_ci = "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in head_re)
-            after = rf"{name},\s+{owner}\s+{role_words}{head_ci}\b"
-            before = rf"\b{owner}\s+{role_words}{head_ci},\s+{name}"
-            for pattern in (after, before):
-                for match in re.finditer(pattern, context):
-                    name = _clean_run(match.group(1))
-                    if self.is_person(name):
-                        candidates.append((match.start(), name, "named"))
-            described = (
-                rf"\b[Aa]n?\s+(?:[\w'’-]+\s+){{0,6}}?{head_re}s?\b"
-                r"(?:[^,.;:\"“”]|(?<=\bSt)\.|(?<=\bDr)\.|(?<=\bMt)\.|(?<=\bNo)\.)*"
-            )
-            for match in re.finditer(described, context, re.IGNORECASE):
-                phrase = _describe(match.group(0))
-                if len(phrase.split()) <= 14:
-                    candidates.append((match.start(), phrase[0].lower() + phrase[1:], "described"))
+            after, before, described = _role_patterns(h)
+            # Only the text around each use of the role word can introduce it.
+            for at in (m.start() for m in re.finditer(re.escape(h), lowered)):
+                lo, hi = max(0, at - 240), min(len(context), at + 200)
+                for pattern in (after, before):
+                    for match in pattern.finditer(context, lo, hi):
+                        person = _clean_run(match.group(1))
+                        if self.is_person(person):
+                            candidates.append((match.start(), person, "named"))
+                for match in described.finditer(context, lo, hi):
+                    phrase = _describe(match.group(0))
+                    if len(phrase.split()) <= 14:
+                        candidates.append((match.start(), phrase, "described"))
         if not candidates:
             return None
         _, speaker, kind = max(candidates)
         if kind == "named":
             speaker = self.fullest(speaker, paragraph, offset)
         return speaker, kind
+
+
+@lru_cache(maxsize=256)
+def _role_patterns(head: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """Patterns that introduce someone by a role word, compiled once per word.
+
+    "Ann Lee, the bank's chief executive," / "Its chief executive, Ann Lee," name a person;
+    "a senior official who ..." describes an unnamed one.
+    """
+    role_words = r"(?:[\w'’-]+\s+){0,5}?"
+    name = rf"({_TOKEN}(?: +(?:{_TOKEN}|{_PARTICLE}))+)"
+    owner = r"(?:[Tt]he|[Aa]n?|[Ii]ts|[Hh]is|[Hh]er|[Tt]heir|[\w.&-]+['’]s)"
+    escaped = re.escape(head)
+    head_ci = "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in escaped)
+    return (
+        re.compile(rf"{name},\s+{owner}\s+{role_words}{head_ci}\b"),
+        re.compile(rf"\b{owner}\s+{role_words}{head_ci},\s+{name}"),
+        re.compile(
+            rf"\b[Aa]n?\s+(?:[\w'’-]+\s+){{0,6}}?{escaped}s?\b"
+            r"(?:[^,.;:\"“”]|(?<=\bSt)\.|(?<=\bDr)\.|(?<=\bMt)\.|(?<=\bNo)\.)*",
+            re.IGNORECASE,
+        ),
+    )
 
 
 _ANONYMITY = re.compile(

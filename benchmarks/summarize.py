@@ -1,0 +1,60 @@
+"""Summarizer throughput on one core: articles per second over ~800-word articles.
+
+The articles are the labeled set in tests/fixtures/summaries, cleaned once, then joined
+three at a time so each is about 800 words. The reference run in the same process is one
+plain sentence-splitting pass over the same text: the floor any summarizer has to pay.
+
+    .venv/bin/python benchmarks/summarize.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from digest.collect.textclean import clean_text
+from digest.models import Article
+from digest.summarize import summarize
+from digest.summarize.sentences import split_sentences
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = 7
+
+
+def load_articles() -> list[Article]:
+    cleaned = [
+        clean_text(p.read_text(encoding="utf-8"))
+        for p in sorted((ROOT / "tests" / "fixtures" / "summaries").glob("*.txt"))
+    ]
+    articles = []
+    for i in range(len(cleaned)):
+        group = [cleaned[(i + k) % len(cleaned)] for k in range(3)]
+        paragraphs = tuple(p for c in group for p in c.paragraphs)
+        articles.append(Article(title=group[0].title, paragraphs=paragraphs, source="bench"))
+    return articles
+
+
+def timed(work, articles) -> float:
+    samples = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        for article in articles:
+            work(article)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    articles = load_articles()
+    words = statistics.mean(len(" ".join(a.paragraphs).split()) for a in articles)
+    full = timed(summarize, articles)
+    floor = timed(lambda a: [split_sentences(p) for p in a.paragraphs], articles)
+    print(f"articles: {len(articles)}, mean words: {words:.0f}, runs: {RUNS} (median)")
+    print(f"summarize:        {len(articles) / full:8.0f} articles/s  ({full * 1000:.1f} ms)")
+    print(f"sentence pass:    {len(articles) / floor:8.0f} articles/s  ({floor * 1000:.1f} ms)")
+    print(f"ratio summarize/sentence-pass time: {full / floor:.1f}x  (target: >= 300 articles/s)")
+
+
+if __name__ == "__main__":
+    main()
