@@ -34,7 +34,9 @@ _CREDIT_END = re.compile(
     r"(?:(?<=[.!?)\"”’])\s+(?:" + _AGENCIES + r")\s*$)"  # "... Tuesday. Yonhap"
     r"|(?:\s/\s*(?:Courtesy of|Photo by|Photo courtesy of)\s[^/]{2,80}$)"  # "... / Courtesy of X"
     r"|(?:(?<=[.!?)\"”’])\s+(?:Courtesy of|Photo by|Photo courtesy of|Photo:)\s[^.]{2,60}$)"
-    r"|(?:\((?:Photo|Image|Credit|Photograph)\s*(?::|by|/)\s*[^)]{2,60}\)\s*$)",
+    r"|(?:\((?:Photo|Image|Credit|Photograph)\s*(?::|by|/)\s*[^)]{2,60}\)\s*$)"
+    r"|(?:\((?:" + _AGENCIES + r")(?:/[\w .'-]+)?\)\s*$)"  # "... Tuesday. (AP Photo/Jane Doe)"
+    r"|(?:(?<=[.!?)\"”’])\s+(?:staff|file|pool|AP|Reuters)\s+photo(?:graph)?\s+by\s[^.]{2,60}$)",
     re.IGNORECASE,
 )
 # A caption's trailing credit we do not know by name: a sentence, then a few capitalised
@@ -60,7 +62,7 @@ _DATE_LINE = re.compile(
     r"|(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+" + _MONTH + r"\s+\d{1,2}.{0,40}"
     r"|" + _MONTH + r"\s+\d{1,2},?\s+\d{4}.{0,30}"
     r"|\d{4}[-./]\d{1,2}[-./]\d{1,2}.{0,30}"
-    r"|\d+\s+(?:min|minute|hour|day)s?\s+(?:ago|read))$",
+    r"|\d+\s+(?:min|minute|hour|day)s?(?:\s+(?:ago|read))?)$",
     re.IGNORECASE,
 )
 
@@ -78,15 +80,22 @@ _BREAKERS = re.compile(
 )
 _CHROME = re.compile(
     r"^(?:sign\s+up\b.*|subscribe\b.*|.*\bnewsletters?\b.{0,40}|get\s+the\s+app.*"
-    r"|share(?:\s+(?:this|on|via)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
+    r"|share(?:\s+(?:this|on|via|or|the|your|to)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
     r"|tweet|save|copy\s+link|listen(?:\s+to\s+this\s+(?:article|story)).*"
-    r"|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advertisement|ad|sponsored.*"
+    r"|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advertisement\b.*|ad|sponsored.*"
+    r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
     r"|follow\s+us\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
-    r"|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
+    r"|our\s+standards\b.*|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
     r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
     re.IGNORECASE,
 )
+_LABEL_ONLY = re.compile(
+    r"^(?:read\s+more|see\s+also|also\s+read|related(?:\s+\w+)?|more|watch|listen)\s*[:.]?$",
+    re.IGNORECASE,
+)
+_SIGNUP = re.compile(r"^(?:sign\s+up|subscribe|get\s+our|join)\b|newsletter", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[|›»>/·•]|\s-\s")
 _SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
 _ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
 
@@ -162,6 +171,22 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         else:
             kind = Kind.OTHER
         out.append(Line(text, kind, words))
+    # A newsletter box's pitch line belongs to the box.
+    for index in range(1, len(out)):
+        line, previous = out[index], out[index - 1]
+        if (
+            line.kind is Kind.PROSE
+            and line.words <= 25
+            and previous.kind is Kind.CHROME
+            and _SIGNUP.match(previous.text)
+        ):
+            out[index] = Line(line.text, Kind.CHROME, line.words)
+    # A bare "Read more" / "Related" label points at the headline on the next line.
+    for index in range(len(out) - 1):
+        if out[index].kind in (Kind.CHROME, Kind.BREAKER) and _LABEL_ONLY.match(out[index].text):
+            following = out[index + 1]
+            if following.kind is Kind.OTHER:
+                out[index + 1] = Line(following.text, Kind.CHROME, following.words)
     return out
 
 
@@ -174,7 +199,9 @@ def _weight(line: Line) -> float:
         case Kind.BYLINE:
             return -3.0
         case Kind.CHROME:
-            return -30.0
+            # Mild: "Advertisement" or "Read more: ..." sit inside bodies too. What ends a
+            # story is a breaker ("Related", "Comments") or a run of non-sentences.
+            return -2.0
         case Kind.BREAKER:
             return -120.0
         case Kind.OTHER:
@@ -194,44 +221,83 @@ def body_span(lines: Sequence[Line]) -> tuple[int, int]:
     return best_span
 
 
+def _after_byline(lines: Sequence[Line], start: int, end: int) -> tuple[int, int]:
+    """Move the body's start past a byline or date line right at its top.
+
+    A one- or two-sentence deck above the byline scores like prose, but the byline and the
+    dateline are where the story begins.
+    """
+    prose = 0
+    for index in range(start, min(end, start + 8)):
+        kind = lines[index].kind
+        if kind in (Kind.BYLINE, Kind.META):
+            return index + 1, end
+        if kind is Kind.PROSE:
+            prose += 1
+            if prose > 2:
+                break
+    return start, end
+
+
 def _is_headline(line: Line) -> bool:
-    return line.kind is Kind.OTHER and 2 <= line.words <= 30 and "|" not in line.text
+    return (
+        line.kind is Kind.OTHER
+        and 2 <= line.words <= 30
+        and not _SEPARATORS.search(line.text)
+        and any(ch.isalpha() for ch in line.text)
+    )
 
 
 def _byline_name(text: str) -> str:
     match = _BYLINE.match(text) or _BYLINE_ROLE.match(text)
     name = match.group("name") if match else text
-    name = name.strip(" ,.")
-    if name.isupper():
-        name = name.title()
-    return name
+    return name.strip(" ,.")
 
 
 def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | None, str | None]:
-    """Headline, deck and byline: the headline-like lines just above the body."""
-    headlines: list[str] = []
+    """Headline, deck and byline: read upwards from the body's first line.
+
+    Captions, dates, bylines, chrome and bare numbers are stepped over. A section label
+    ("Local News", two or three words) above a headline ends the search, as does a menu.
+    The headline is never a sentence; the deck under it may be one.
+    """
+    found: list[Line] = []
     byline: str | None = None
     for line in reversed(lines[:start]):
-        if line.kind is Kind.BYLINE and byline is None:
-            byline = _byline_name(line.text)
-        elif line.kind in (Kind.CAPTION, Kind.META, Kind.BYLINE):
+        if line.kind is Kind.BYLINE:
+            byline = byline or _byline_name(line.text)
             continue
-        elif _is_headline(line) and len(headlines) < 2:
-            if line.text not in headlines:
-                headlines.append(line.text)
-        elif headlines or (line.kind is Kind.OTHER and line.words < 2):
+        if line.kind in (Kind.CAPTION, Kind.META, Kind.CHROME) or not any(
+            ch.isalpha() for ch in line.text
+        ):
+            continue
+        if line.kind is Kind.BREAKER:
+            if found:
+                break
+            continue  # a share bar's "Comments (3)" above the story
+        is_deck = line.kind is Kind.PROSE and line.words <= 40 and not found
+        if found and line.words <= 3:
+            break  # a section label or a menu item above the headline
+        if _is_headline(line) or is_deck:
+            found.append(line)
+            if len(found) == 2:
+                break
+        elif found:
             break
-    if not headlines:
+    found = [line for line in found if not (line.words <= 3 and len(found) > 1)]
+    if found and found[-1].kind is Kind.PROSE:
+        found.pop()  # a sentence is never the headline
+    if not found:
         return None, None, byline
-    if len(headlines) == 1:
-        return headlines[0], None, byline
-    return headlines[1], headlines[0], byline
+    if len(found) == 1:
+        return found[0].text, None, byline
+    return found[1].text, found[0].text, byline
 
 
 def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
     """Split scraped article text into title, subtitle, byline and body paragraphs."""
     lines = classify(_split_lines(text), extra_chrome)
-    start, end = body_span(lines)
+    start, end = _after_byline(lines, *body_span(lines))
     title, subtitle, byline = _read_head(lines, start)
     paragraphs: list[str] = []
     seen: set[str] = set()

@@ -1,0 +1,80 @@
+"""The scraped-text cleaner on our own fixtures, one per site style, and on edge cases."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from digest.collect.textclean import clean_text
+from tests.conftest import FIXTURES
+
+CASES = sorted((FIXTURES / "textclean").glob("*.txt"))
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_fixture_cleans_to_its_expected_parts(path: Path):
+    expected = json.loads(path.with_suffix(".expected.json").read_text(encoding="utf-8"))
+    clean = clean_text(path.read_text(encoding="utf-8"))
+    assert clean.title == expected["title"]
+    assert clean.subtitle == expected["subtitle"]
+    assert clean.byline == expected["byline"]
+    assert list(clean.paragraphs) == expected["paragraphs"]
+
+
+def test_there_are_enough_fixtures():
+    assert len(CASES) >= 15
+
+
+def test_short_paragraphs_and_quote_paragraphs_are_kept():
+    text = "\n\n".join(
+        [
+            "Council backs night market",
+            "By Ana Lindgren",
+            "The city council voted on Monday to allow a weekly night market in the old square.",
+            "It passed 9-0.",
+            '"We are not done yet."',
+            "Vendors will pay a small fee, which the council said would cover cleaning.",
+            "Most Read",
+            "Share this article",
+        ]
+    )
+    clean = clean_text(text)
+    assert clean.paragraphs == (
+        "The city council voted on Monday to allow a weekly night market in the old square.",
+        "It passed 9-0.",
+        '"We are not done yet."',
+        "Vendors will pay a small fee, which the council said would cover cleaning.",
+    )
+
+
+def test_a_caption_printed_twice_is_removed_everywhere():
+    caption = "Traders walk past the old exchange building in Portvale, Monday. Yonhap"
+    body = [
+        f"Paragraph {n} says something about the market that matters to readers." for n in range(4)
+    ]
+    text = "\n\n".join(
+        ["Markets calm", caption, caption, body[0], body[1], caption, caption, *body[2:]]
+    )
+    assert clean_text(text).paragraphs == tuple(body)
+
+
+def test_extra_chrome_patterns_from_settings_are_honoured():
+    text = "\n\n".join(
+        [
+            "Bridge reopens",
+            "The bridge reopened on Friday after two years of repairs and a long public debate.",
+            "Tip us off: news@example.com",
+            "Drivers can use both lanes again, and cyclists get a protected lane of their own.",
+        ]
+    )
+    assert "Tip us off: news@example.com" in clean_text(text).paragraphs
+    pattern = re.compile(r"^Tip us off\b", re.IGNORECASE)
+    assert "Tip us off: news@example.com" not in clean_text(text, [pattern]).paragraphs
+
+
+def test_empty_and_chrome_only_text_gives_no_paragraphs():
+    assert clean_text("").paragraphs == ()
+    assert clean_text("Home\n\nNews\n\nSign up for our newsletter\n\nMost Read").paragraphs == ()
