@@ -126,30 +126,23 @@ def collect(ctx: typer.Context) -> None:
 @app.command()
 def summarize(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="Text file of one article, or - for stdin.")],
+    path: Annotated[str, typer.Argument(help="Article URL, text or HTML file, or - for stdin.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     all_quotes: Annotated[
         bool, typer.Option("--all-quotes", help="Every quote in order, before ranking.")
     ] = False,
 ) -> None:
-    """Clean one scraped article and print its lead and key quotes.
+    """Clean one article (file, URL or stdin) and print its lead and key quotes.
 
     Example: digest summarize config/samples/articles/01-harbor-ferry.txt --json
     """
-    from digest.collect.textclean import clean_text
+    from digest.collect.pages import read_article
     from digest.models import Article
     from digest.summarize import all_quotes as every_quote
     from digest.summarize import summarize as summarize_article
 
     settings = _settings(ctx)
-    if path == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise DigestError(f"Cannot read {path}: {exc.strerror}.") from None
-    clean = clean_text(text)
+    clean = read_article(path)
     article = Article(
         title=clean.title,
         subtitle=clean.subtitle,

@@ -132,3 +132,51 @@ def test_every_command_has_help_with_an_example(cli):
             result = cli(*args)
             assert result.returncode == 0
             assert "Example: digest " in result.stdout, f"{group} {name} has no example"
+
+
+ARTICLE_PAGE = """<!DOCTYPE html><html><head><title>Harbor plan approved | Example News</title>
+<meta name="author" content="Jane Doe"></head><body>
+<nav><a href="/">Home</a> <a href="/news">News</a> <a href="/sport">Sport</a></nav>
+<article><h1>Harbor plan approved</h1>
+<p>The Portvale council approved the harbor plan on Monday after a long debate about costs,
+the ferry timetable and the fishing fleet's moorings.</p>
+<p>"We did it. It took three years, but the harbor will finally pay its own way," said Mayor
+Ann Lee after the vote.</p>
+<p>The vote was 7-2, with two members saying the cost was too high for the city this year.</p>
+</article>
+<aside><h3>Related</h3><ul><li><a href="/x">Bakers pool money for shared ovens</a></li></ul></aside>
+<footer>Copyright 2026 Example News. All rights reserved.</footer></body></html>"""
+
+
+def test_summarize_an_article_url_from_a_local_server(cli):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = ARTICLE_PAGE.encode()
+            self.send_response(200 if self.path == "/harbor" else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = cli("summarize", f"{url}/harbor", "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["title"] == "Harbor plan approved"
+        assert data["byline"] == "Jane Doe"
+        assert data["lead"].startswith("The Portvale council approved the harbor plan")
+        assert data["quotes"][0]["speaker"] == "Mayor Ann Lee"
+        assert not any("Related" in p or "Copyright" in p for p in data["paragraphs"])
+        missing = cli("summarize", f"{url}/gone")
+        assert missing.returncode == 1 and "404" in missing.stderr
+        assert "Traceback" not in missing.stderr
+    finally:
+        server.shutdown()

@@ -81,6 +81,17 @@ def test_lead_skips_notes_and_labels():
     assert pick_lead(paragraphs) == "The measure passed by 212 votes after a recount on Sunday."
 
 
+def test_lead_keeps_the_dateline_but_drops_wire_labels():
+    paragraphs = [
+        "(LEAD) SEOUL, Nov. 28 (Yonhap) -- South Korea's exports rose 4 percent in November, "
+        "data showed Saturday.",
+    ]
+    assert pick_lead(paragraphs) == (
+        "SEOUL, Nov. 28 (Yonhap) -- South Korea's exports rose 4 percent in November, "
+        "data showed Saturday."
+    )
+
+
 def _article(path: Path) -> Article:
     clean = clean_text(path.read_text(encoding="utf-8"))
     return Article(title=clean.title, paragraphs=clean.paragraphs, source="test")

@@ -15,6 +15,11 @@ _NOT_STORY = re.compile(
     r"|\(?(?:photo|image|video)\b)",
     re.IGNORECASE,
 )
+# Wire-service labels inside an opening: "(LEAD)", "(2nd LD)", "(URGENT)", "[UPDATED]".
+_WIRE_LABEL = re.compile(
+    r"\s*[(\[](?:LEAD|URGENT|UPDATE[D]?|CORRECTED|REFILE|RECASTS?|BREAKING|"
+    r"\d+(?:st|nd|rd|th)\s+LD(?:[^)\]]{0,40})?|EDITORS?:[^)\]]{0,120})[)\]]\s*"
+)
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 TEASER_WORDS = 18
 
@@ -22,6 +27,11 @@ TEASER_WORDS = 18
 def is_story_paragraph(text: str) -> bool:
     """Body copy, not a note, label, prompt or crosshead."""
     return bool(_SENTENCE_END.search(text)) and not _NOT_STORY.match(text)
+
+
+def strip_wire_labels(text: str) -> str:
+    """Drop agency labels but keep the dateline: 'SEOUL, Nov. 28 (Yonhap) -- (LEAD) X' -> ..."""
+    return _WIRE_LABEL.sub(" ", text).strip()
 
 
 def _words(text: str) -> int:
@@ -47,7 +57,7 @@ def pick_lead(paragraphs: Sequence[str], budget: int = 60) -> str:
     story = [p for p in paragraphs if is_story_paragraph(p)]
     if not story:
         return ""
-    first = story[0]
+    first = strip_wire_labels(story[0])
     sentences = split_sentences(first)
     taken = _fit(sentences, budget)
     if len(taken) < len(sentences):
