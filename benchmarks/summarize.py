@@ -1,8 +1,9 @@
 """Summarizer throughput on one core: articles per second over ~800-word articles.
 
-The articles are the labeled set in tests/fixtures/summaries, cleaned once, then joined
-three at a time so each is about 800 words. The reference run in the same process is one
-plain sentence-splitting pass over the same text: the floor any summarizer has to pay.
+The articles are the labeled set in tests/fixtures/summaries, cleaned once; each is
+extended with the paragraphs of the next ones until it has at least 800 words. The
+reference run in the same process is one plain sentence-splitting pass over the same
+text: the floor any summarizer has to pay.
 
     .venv/bin/python benchmarks/summarize.py
 """
@@ -22,16 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = 7
 
 
-def load_articles() -> list[Article]:
+def load_articles(words: int = 800) -> list[Article]:
+    """One article per labeled article: its paragraphs, then the next articles', to 800+."""
     cleaned = [
         clean_text(p.read_text(encoding="utf-8"))
         for p in sorted((ROOT / "tests" / "fixtures" / "summaries").glob("*.txt"))
     ]
     articles = []
-    for i in range(len(cleaned)):
-        group = [cleaned[(i + k) % len(cleaned)] for k in range(3)]
-        paragraphs = tuple(p for c in group for p in c.paragraphs)
-        articles.append(Article(title=group[0].title, paragraphs=paragraphs, source="bench"))
+    for i, first in enumerate(cleaned):
+        paragraphs = list(first.paragraphs)
+        k = 1
+        while sum(len(p.split()) for p in paragraphs) < words:
+            paragraphs.extend(cleaned[(i + k) % len(cleaned)].paragraphs)
+            k += 1
+        articles.append(Article(title=first.title, paragraphs=tuple(paragraphs), source="b"))
     return articles
 
 

@@ -25,14 +25,14 @@ _LEAD_IN = re.compile(r"^[\s,;—–-]*")
 _VERB_FIRST = re.compile(r"^" + _VERB + r"\s+(?P<np>[^;:!?\"“”]{1,160})", re.IGNORECASE)
 # "…," Cho said.   /   "…," the foreign minister noted.   /   "…," she added.
 _SUBJECT_FIRST = re.compile(
-    r"^(?P<np>[^\"“”;:!?]{1,160}?)\s+(?:(?:also|later|then|once|had|has|have|would)\s+)?"
+    r"^(?P<np>[^\"“”;:!?]{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would)\s+)?"
     + _VERB
     + r"\b"
 )
 _ACCORDING = re.compile(r"^according\s+to\s+(?P<np>[^;:!?\"“”]{1,160})", re.IGNORECASE)
 # Cho said in a statement: "…"   /   The minister told reporters: "…"
 _BEFORE_COLON = re.compile(
-    r"^(?P<np>.{1,160}?)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
+    r"^(?P<np>.{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
 )
 _SINGLE_MARKS = re.compile("['‘’]")
 _DOUBLE_MARKS = re.compile('["“”]')
@@ -56,7 +56,7 @@ class Found:
     quote: Quote
     paragraph: int
     offset: int
-    kind: str  # named | described | pronoun | unknown
+    kind: str  # named | described | pronoun | organisation | unknown
 
 
 def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
@@ -145,6 +145,20 @@ def _phrase_before(prefix: str) -> str | None:
     return match.group("np").strip() if match else None
 
 
+_OPENING_SUBJECT = re.compile(
+    r"(?:^|,\s+)(he|she|[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3})\s+[a-z]+ed\b"
+)
+
+
+def _narrative_subject(prefix: str) -> str | None:
+    """The subject of the sentence just before a quote: he, she or a name."""
+    sentences = split_sentences(prefix.strip())
+    if not sentences or not _END_PUNCT.search(sentences[-1]):
+        return None
+    match = _OPENING_SUBJECT.search(sentences[-1])
+    return match.group(1) if match else None
+
+
 def _continue_quote(
     paragraphs: Sequence[str], spans_by_paragraph: Sequence[Sequence[_Span]], span: _Span
 ) -> tuple[str, _Span]:
@@ -206,6 +220,10 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                 continue
             speaker: str | None = None
             kind = "unknown"
+            if phrase is None and span.start > 0 and not attributed_before:
+                # 'Asked whether ..., she smiled. "Eight years ago ..."' -- the narrative
+                # sentence right before an unattributed quote names who speaks.
+                phrase = _narrative_subject(paragraph[previous_end : span.start])
             if phrase:
                 speaker, kind = resolve_speaker(
                     phrase,
@@ -235,12 +253,16 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
     return found
 
 
+# Named people first; a statement from an organisation says less than a person's words.
+_KIND_SCORE = {"named": 3.0, "described": 2.5, "pronoun": 2.5, "organisation": 1.5}
+
+
 def rank_quotes(found: Sequence[Found], limit: int) -> list[Quote]:
     """The `limit` most telling quotes: full sentences, named speakers, spread, early."""
     scored: list[tuple[float, int, Found]] = []
     for order, item in enumerate(found):
         words = len(item.quote.text.split())
-        score = {"named": 3.0, "described": 2.5, "pronoun": 2.5, "unknown": 0.0}[item.kind]
+        score = _KIND_SCORE.get(item.kind, 0.0)
         score += 2.0 if 10 <= words <= 60 else 1.0 if 5 <= words < 10 or words > 60 else -2.0
         score += 1.0 if _END_PUNCT.search(item.quote.text) else 0.0
         score -= 0.15 * item.paragraph

@@ -11,7 +11,8 @@ with that role; pronouns to the person the story was just talking about.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,15 +29,20 @@ SPEECH_VERBS = (
     r"shouted|whispered|sighed|went on"
 )
 
-_TOKEN = r"[A-Z][\w'’.&-]*"  # noqa: S105 (a capitalised word, not a secret)
+# Any capital letter, not only A-Z: "Élodie", "Ørsted", "Ñúñez".
+_UP = "[" + "".join(re.escape(chr(c)) for c in range(0x2FF) if chr(c).isupper()) + "]"
+_TOKEN = _UP + r"[\w'’.&-]*"  # a capitalised word
 _PARTICLE = r"(?:de|van|von|der|den|bin|al|da|di|du|la|le|ole|del|dos|das|y)"
 _CAPITAL_RUN = re.compile(
     _TOKEN
-    + r"(?: +(?:"
+    + r"(?:(?: +|"
+    # a list inside a name: "Ministry of Agriculture, Food and Rural Affairs"
+    + rf",\s+(?={_UP}[\w'’.-]*(?:\s+{_UP}[\w'’.-]*)?\s+and\s+{_UP}[\w'’.-]*(?:\s+{_UP}[\w'’.-]*)*"
+    + r"(?:\s+(?:said|says|told|announced|has|had|is|was|will|would)\b|[.,;]|$)))(?:"
     + _TOKEN
     + r"|"
     + _PARTICLE
-    + r"(?=\s+[A-Z])|\d+(?=\s+[A-Z])|of(?=\s+[A-Z][\w'’.-]*\s+[A-Z])))*"
+    + rf"(?=\s+{_UP})|\d+(?=\s+{_UP})|(?:of|and|for)(?=\s+{_UP})))*"
 )
 # Capitalised words that start sentences or phrases without being part of a name.
 _NOT_NAME = frozenset(
@@ -46,7 +52,12 @@ _NOT_NAME = frozenset(
     His Her Their Its Our My Your Outside Inside Across Within Writing Separately Elsewhere
     Instead Indeed Although Though Because Once Where Why How What Who Whom Whose Both
     Many Most Some Several Few Each Every Not No Yes Under About Around Through Between
-    There Here It He She They We I You Today Tonight Yesterday Tomorrow""".split()
+    There Here It He She They We I You Today Tonight Yesterday Tomorrow Pressed Reached
+    Responding Addressing Interviewed Contacted Shares Residents Members Workers Analysts
+    Investors Police Students Parents Fans Supporters Critics Experts Researchers Scientists
+    Leaders Voters Customers Users Employees Staff Doctors Nurses Teachers Farmers Families
+    Hundreds Thousands Millions Dozens Owners Tenants Citizens Lawmakers Prosecutors Lawyers
+    Opponents Protesters Commuters Passengers Drivers Traders Economists""".split()
 )
 _HONORIFICS = frozenset("Mr Mr. Mrs Mrs. Ms Ms. Miss Mx Mx. Messrs Messrs. Mme Mme.".split())
 # Last words of organisations and places, never of a person's name.
@@ -59,14 +70,17 @@ _ORG_WORDS = frozenset(
     Securities Partners Capital Holdings Airlines Motors Street Road Avenue Park City Town
     County State States Province Region Island Islands Bay River Lake Hall Square Station
     Airport Harbor Harbour Port Bridge Church Cathedral Stadium Arena United Rovers FC
-    Summit Conference Games Cup Championship Championships Festival Reuters AP AFP Yonhap""".split()
+    Summit Conference Games Cup Championship Championships Festival Reuters AP AFP Yonhap
+    Administration Bureau Directorate Inspectorate Network Studios Media Press Electric
+    Energy Power Water Gas Motors Marine Airways Airlines Foods Semiconductor Technologies
+    Systems Labs Pharmaceuticals Health Partners Ferries Rail Railways Telecom""".split()
 )
 _PRONOUNS = frozenset({"he", "she", "they", "i", "we", "it"})
 _DETERMINERS = frozenset({"the", "his", "her", "their", "its", "our"})
 _INTRO_PREPOSITIONS = frozenset(
     """in on at after before during outside inside across under with without from for
     speaking asked writing later earlier meanwhile separately elsewhere addressing
-    responding""".split()
+    responding pressed reached interviewed contacted""".split()
 )
 _TITLE_ABBREVIATIONS = {
     "gov.": "governor",
@@ -115,29 +129,111 @@ class Mention:
     paragraph: int
     offset: int
     name: str  # a capitalised run, possessive owners and sentence openers removed
+    words: tuple[str, ...] = ()
 
-    @property
-    def words(self) -> list[str]:
-        return self.name.split()
+    @classmethod
+    def of(cls, paragraph: int, offset: int, name: str) -> Mention:
+        return cls(paragraph, offset, name, tuple(name.split()))
 
 
+def _parts(run: str) -> list[str]:
+    """A run and the names inside it: 'Derek Fong of Lassiter Capital' also names Derek Fong,
+    'Ann Lee and Bo Park' names both; 'Ministry of Culture and Heritage' stays whole too."""
+    parts = [run]
+    for joiner in (" and ", " of ", " for ", ", "):
+        if joiner in run:
+            parts.extend(piece for piece in run.split(joiner) if piece)
+    return parts
+
+
+@lru_cache(maxsize=4096)
 def _clean_run(run: str) -> str:
     words = run.split()
+    if words and words[-1].endswith(_POSSESSIVE):
+        words[-1] = re.sub(r"['’]s?$", "", words[-1])  # "Mayor Ann Lee's campaign" -> Ann Lee
     for i in range(len(words) - 1, -1, -1):
-        if words[i].endswith(("'s", "’s", "s'", "s’")):
+        if words[i].endswith(_POSSESSIVE):
             words = words[i + 1 :]  # "South Korea's Foreign Minister Cho" -> the minister
             break
-    while words and (words[0].rstrip(".,") in _NOT_NAME or words[0] in _HONORIFICS):
+    while words and (
+        words[0].rstrip(".,") in _NOT_NAME or words[0] in _HONORIFICS or words[0] == "of"
+    ):
         words = words[1:]
-    while words and words[-1] in {"of", "and"}:
+    while words and words[-1] in {"of", "and", "for"}:
         words = words[:-1]
     if words and words[-1].endswith(".") and len(words[-1].rstrip(".")) > 3:
         words[-1] = words[-1].rstrip(".")  # a sentence's full stop, not "Jr." or "J.R."
     return " ".join(words).rstrip(",")
 
 
+_POSSESSIVE = ("'s", "’s", "s'", "s’")
+_SPEECH_AFTER = re.compile(
+    r"^(?:,\s+(?!\S+\s+\S+,)[^,]{1,80},|,)?\s+(?:also\s+)?(?:"
+    + SPEECH_VERBS
+    + r"|described|called|recalled)\b"
+)
+_SPEECH_BEFORE = re.compile(r"\b(?:" + SPEECH_VERBS + r")\s+$")
+
+
+def _without_place(name: str) -> str:
+    """'President Ann Lee of Tavalu' -> 'President Ann Lee'; titles 'of State' stay."""
+    before, of, after = name.partition(" of ")
+    if of and len(before.split()) >= 2 and len(after.split()) <= 2 and not _is_org(after):
+        return before
+    return name
+
+
+def _looks_like_org(name: str) -> bool:
+    return (name.startswith("the ") and name[4:5].isupper()) or _is_org(name)
+
+
+_ORG_ROLE = re.compile(
+    r"\b(?:ministry|department|agency|commission|association|federation|council|authority|"
+    r"service|administration|union|committee|government|institute|university|club|board|"
+    r"foundation|court|hospital|office|bureau|regulator|watchdog)$"
+)
+_GENERIC_ORGS = frozenset({"agency", "regulator", "watchdog", "authority", "service"})
+_PUBLIC_BODIES = frozenset(
+    "Administration Agency Service Commission Bureau Authority Office Board Department "
+    "Ministry Regulator Inspectorate Directorate".split()
+)
+_COMPANY_ROLES = frozenset(
+    """company firm airline carrier bank group chain retailer utility operator insurer lender
+    automaker carmaker chipmaker manufacturer maker brand publisher broadcaster startup
+    supplier developer club team business""".split()
+)
+# Subject pronouns and "his" only: "her" and "him" are mostly someone else, as objects.
+_HE = re.compile(r"\b(?:he|his|himself)\b", re.IGNORECASE)
+_SHE = re.compile(r"\b(?:she|hers|herself)\b", re.IGNORECASE)
+# Signs that a capitalised name right before them is a person being introduced.
+_PERSON_CUE = re.compile(r"^,\s+(?:\d{1,3},|who\b|whose\b|a\b|an\b|the\b|[\w-]+['’]s\b)")
+_HONORIFIC_NAME = re.compile(rf"\b(Mr|Mrs|Ms|Miss)\.? ({_TOKEN})")
+_ROLE_NOUNS = (
+    "mayor|sheriff|coach|manager|minister|president|chief executive|executive|director|"
+    "governor|senator|judge|official|spokesman|spokeswoman|spokesperson|officer|chair|"
+    "chairman|chairwoman|captain|commissioner|superintendent|principal|professor|"
+    "researcher|chancellor|secretary|ambassador|leader|founder|owner|lawyer|prosecutor|"
+    "ceo|boss|skipper|head|curator|editor|analyst|economist|scientist|doctor|nurse|teacher"
+)
+# A sentence opening with a role: "The sheriff urged ...", "The company's chief executive ...".
+_ROLE_AFTER = re.compile(rf"^\s+(?:[a-z'’-]+\s+){{0,3}}?(?:{_ROLE_NOUNS})\b")
+_ROLE_OPENING = re.compile(
+    rf"^((?:The|Its|His|Her|Their|[\w.&-]+['’]s)\s+(?:[a-z'’-]+\s+){{0,3}}?(?:{_ROLE_NOUNS}))\b"
+)
+
+
+_STRONG_ORG_WORDS = frozenset(
+    """Ministry Department Federation Association Agency Commission Administration Bureau
+    Council Committee Authority Institute University Foundation Inspectorate Directorate
+    Corporation Company""".split()
+)
+
+
 def _is_org(name: str) -> bool:
-    return name.split()[-1] in _ORG_WORDS if name else True
+    if not name:
+        return True
+    words = name.split()
+    return words[-1] in _ORG_WORDS or any(w in _STRONG_ORG_WORDS for w in words)
 
 
 class Mentions:
@@ -152,87 +248,258 @@ class Mentions:
             position += len(paragraph) + 1
         self.text = "\n".join(paragraphs)
         self.mentions: list[Mention] = []
+        # Each paragraph's sentences with their offsets, split once.
+        self.sentences: list[list[tuple[int, str]]] = []
         for index, paragraph in enumerate(paragraphs):
             cursor = 0
+            placed: list[tuple[int, str]] = []
             for sentence in split_sentences(paragraph):
                 base = paragraph.find(sentence, cursor)
                 cursor = base + len(sentence)
+                placed.append((base, sentence))
                 for match in _CAPITAL_RUN.finditer(sentence):
-                    name = _clean_run(match.group(0))
-                    if name:
-                        self.mentions.append(Mention(index, base + match.start(), name))
-                    if " of " in name:  # "Derek Fong of Lassiter Capital" names a person too
-                        owner = _clean_run(name.split(" of ")[0])
-                        if owner:
-                            self.mentions.append(Mention(index, base + match.start(), owner))
+                    run = match.group(0)
+                    for part in _parts(run):
+                        name = _clean_run(part)
+                        if name:
+                            at = base + match.start() + run.find(name.split()[0])
+                            self.mentions.append(Mention.of(index, at, name))
+            self.sentences.append(placed)
+        self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
+        self._keys = [(m.paragraph, m.offset) for m in self.mentions]
+        self._by_word: dict[str, list[int]] = {}
+        for position, mention in enumerate(self.mentions):
+            for word in set(mention.words):
+                self._by_word.setdefault(word, []).append(position)
+        # Lower-cased title words of each mention, for roles ("the minister").
+        self._titles = [
+            {_TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in m.words[:-1]}
+            for m in self.mentions
+        ]
+        self._person_cache: dict[str, bool] = {}
         people = [m.name for m in self.mentions if len(m.words) >= 2 and not _is_org(m.name)]
         self._person_words = {w for name in people for w in name.split()}
+        self._bindings: dict[tuple[str, ...], str] = {}
+        self._genders = self._learn_genders()
 
     def _before(self, paragraph: int, offset: int) -> list[Mention]:
-        return [
-            m
-            for m in self.mentions
-            if m.paragraph < paragraph or (m.paragraph == paragraph and m.offset < offset)
-        ]
+        return self.mentions[: bisect_left(self._keys, (paragraph, offset))]
+
+    def _sentences_between(
+        self, start: tuple[int, int], end: tuple[int, int]
+    ) -> Iterator[tuple[int, int, str]]:
+        """(paragraph, offset, sentence) of the sentences from `start` up to `end`."""
+        for index in range(start[0], end[0] + 1):
+            for offset, sentence in self.sentences[index]:
+                if (index, offset + len(sentence)) <= start or (index, offset) >= end:
+                    continue
+                lo = start[1] - offset if (index, offset) < start else 0
+                hi = end[1] - offset if (index, offset + len(sentence)) > end else len(sentence)
+                piece = sentence[max(0, lo) : hi].strip()
+                if piece:
+                    yield index, offset + max(0, lo), piece
 
     def _context(self, paragraph: int, offset: int) -> str:
         return self.text[: self.starts[paragraph] + offset]
 
     def is_person(self, name: str) -> bool:
+        known = self._person_cache.get(name)
+        if known is None:
+            known = self._person_cache[name] = self._is_person(name)
+        return known
+
+    def _is_person(self, name: str) -> bool:
         if not name or _is_org(name) or not name[:1].isupper():
             return False
+        if " and " in name or "," in name:
+            return False  # two people: each part is a mention of its own
         words = name.split()
         return len(words) >= 2 or words[0] in self._person_words
 
     def fullest(self, name: str, paragraph: int, offset: int) -> str:
-        """The longest earlier capitalised run that contains `name`'s words in order."""
-        tokens = [w for w in name.split() if w not in _HONORIFICS]
-        best = " ".join(tokens)
-        for mention in self._before(paragraph, offset + len(name) + 1):
-            words = mention.words
-            if len(words) <= len(best.split()) or _is_org(mention.name):
-                continue
-            for i in range(len(words) - len(tokens) + 1):
-                if words[i : i + len(tokens)] == tokens:
-                    best = mention.name
-                    break
-        return best
+        """The longest earlier mention that names the same one: 'Dr. Amani' -> 'Dr. Ruth Amani'.
 
-    def subject_since(self, start: tuple[int, int], end: tuple[int, int]) -> str | None:
-        """The person a stretch of narrative is about: the last sentence opening with one."""
-        found: str | None = None
-        for index in range(start[0], end[0] + 1):
-            paragraph = self.paragraphs[index]
-            lo = start[1] if index == start[0] else 0
-            hi = end[1] if index == end[0] else len(paragraph)
-            for sentence in split_sentences(paragraph[lo:hi]):
+        A candidate must hold the name's last word and every other word of it; courtesy
+        titles (Mr., Ms.) are dropped. People win over organisations; an organisation
+        keeps the "the" it was written with ("the U.S. Forest Service").
+        """
+        tokens = [w for w in name.split() if w not in _HONORIFICS]
+        if not tokens:
+            return name
+        wanted = set(tokens)
+        people: list[Mention] = []
+        groups: list[Mention] = []
+        limit = bisect_left(self._keys, (paragraph, offset + len(name) + 1))
+        for position in self._by_word.get(tokens[-1], ()):
+            if position >= limit:
+                break
+            mention = self.mentions[position]
+            words = mention.words
+            if not wanted <= set(words):
+                continue
+            if self.is_person(mention.name):
+                before_of = mention.name.split(" of ")[0].split()
+                if tokens[-1] in before_of and len(before_of) < len(words):
+                    # "President Ann Lee of Tavalu" names Ann Lee; "Secretary of State Bo
+                    # Park" keeps its whole title.
+                    mention = Mention.of(mention.paragraph, mention.offset, " ".join(before_of))
+                people.append(mention)
+            elif _is_org(mention.name):
+                groups.append(mention)
+        if people:
+            key = tuple(tokens)
+            bound_to = self._bindings.get(key)
+            names = {m.name for m in people}
+            longest = max(len(m.words) for m in people)
+            if bound_to in names and len(bound_to.split()) >= longest:
+                return bound_to  # a surname keeps meaning whom it first meant
+            # The fullest, and among equals the latest ("Walter Lee's son, Peter Lee").
+            best = max(enumerate(people), key=lambda p: (len(p[1].words), p[0]))[1].name
+            best = _without_place(best)
+            self._bindings[key] = best
+            return best
+        if groups:  # an organisation is named as it was first written
+            first_written = max(reversed(groups), key=lambda m: len(m.words))
+            return self._with_article(first_written)
+        return " ".join(tokens)
+
+    def _with_article(self, mention: Mention) -> str:
+        at = self.starts[mention.paragraph] + mention.offset
+        before = self.text[max(0, at - 4) : at]
+        return f"the {mention.name}" if before.lower() == "the " else mention.name
+
+    def gender(self, name: str) -> str | None:
+        """'m' or 'f' when the text says so (Mr./Ms., he/she after the name), else None."""
+        return self._genders.get(name) if name else None
+
+    def _learn_genders(self) -> dict[str, str]:
+        votes: dict[str, int] = {}
+        for index, placed in enumerate(self.sentences):
+            sentences = [sentence for _, sentence in placed]
+            for i, (at, sentence) in enumerate(placed):
+                if sentence[:1] in "\"“‘'":
+                    continue
+                for match in _HONORIFIC_NAME.finditer(sentence):
+                    full = self.fullest(match.group(2), index, at + match.end())
+                    male = match.group(1) == "Mr"
+                    votes[full] = votes.get(full, 0) + (3 if male else -3)
+                run = _CAPITAL_RUN.match(sentence)
+                name = _clean_run(run.group(0)) if run else ""
+                if run is None or not self.is_person(name):
+                    continue
+                window = " ".join(sentences[i : i + 2])[len(run.group(0)) :]
+                he, she = len(_HE.findall(window)), len(_SHE.findall(window))
+                full = self.fullest(name, index, at)
+                votes[full] = votes.get(full, 0) + (1 if he > she else -1 if she > he else 0)
+        return {k: ("m" if v > 0 else "f") for k, v in votes.items() if v}
+
+    def _known_before(self, paragraph: int, offset: int) -> set[str]:
+        return {m.name for m in self._before(paragraph, offset)}
+
+    def narrative_people(self, start: tuple[int, int], end: tuple[int, int]) -> list[list[str]]:
+        """For each narrative sentence between two quotes, the people it is about, best first.
+
+        First the person it opens with ("Pellerin remembered ...", "The sheriff urged ...",
+        "Its chair, Ann Lee, said ..."), then whoever it reports as speaking ("..., noted
+        Oliver Quayle"), then anyone it introduces ("Among the first was Joaquín Ferreira").
+        """
+        sentences: list[list[str]] = []
+        for index, offset, sentence in self._sentences_between(start, end):
+            if True:
                 if sentence[:1] in "\"“”‘'":
                     continue  # quoted speech is not narrative about its subject
+                people: list[str] = []
                 heads = [sentence]
                 comma = sentence.find(",")
-                if comma > 0 and len(sentence[:comma].split()) <= 5:
-                    heads.append(sentence[comma + 1 :].lstrip())  # "Its chair, Ann Lee, said"
+                if comma > 0 and len(sentence[:comma].split()) <= 8:
+                    heads.append(sentence[comma + 1 :].lstrip())  # "A forecaster, Tom Li, said"
                 for head in heads:
-                    match = _CAPITAL_RUN.match(head)
-                    name = _clean_run(match.group(0)) if match else ""
-                    if self.is_person(name) and head.startswith(name.split()[0]):
-                        found = self.fullest(name, index, paragraph.find(sentence, lo))
+                    person = self._opening_person(head, index, offset)
+                    if person:
+                        people.append(person)
                         break
-        return found
+                known = self._known_before(index, offset)
+                for match in _CAPITAL_RUN.finditer(sentence):
+                    name = _clean_run(match.group(0))
+                    if not self.is_person(name):
+                        continue
+                    full = self.fullest(name, index, offset + match.end())
+                    tail = sentence[match.end() : match.end() + 40]
+                    head = sentence[max(0, match.start() - 30) : match.start()]
+                    if sentence[: match.start()].count('"') % 2 or sentence[: match.start()].count(
+                        "“"
+                    ) > sentence[: match.start()].count("”"):
+                        continue  # a name inside quotation marks is not narrative
+                    speaking = _SPEECH_AFTER.match(tail) or _SPEECH_BEFORE.search(head)
+                    introduced = not ({name, full} & known) and _PERSON_CUE.match(tail)
+                    if full not in people and (speaking or introduced):
+                        people.append(full)
+                sentences.append(people)
+        return sentences
+
+    def _opening_person(self, head: str, paragraph: int, offset: int) -> str | None:
+        role = _ROLE_OPENING.match(head)
+        if role:
+            resolved = self.resolve_role(role.group(1), paragraph, offset)
+            return resolved[0] if resolved and resolved[1] == "named" else None
+        match = _CAPITAL_RUN.match(head)
+        if match is None:
+            return None
+        if match.group(0).endswith(_POSSESSIVE) and _ROLE_AFTER.match(head[match.end() :]):
+            return None  # "Southmoor Water's chief executive, ..." is about the executive
+        name = _clean_run(match.group(0))
+        return self.fullest(name, paragraph, offset) if self.is_person(name) else None
+
+    def person_for_pronoun(
+        self,
+        pronoun: str,
+        paragraph: int,
+        offset: int,
+        *,
+        last_speaker: str | None,
+        narrative_from: tuple[int, int],
+    ) -> str | None:
+        """He/she: whom the narrative since the last quote is about, else the last speaker.
+
+        When the text shows a person's gender, a "he" never goes to a "she"; an
+        organisation is never a he or a she.
+        """
+        wanted = {"he": "m", "she": "f"}.get(pronoun)
+
+        def fits(name: str) -> bool:
+            if _looks_like_org(name):
+                return False
+            known = self.gender(name)
+            return wanted is None or known is None or known == wanted
+
+        narrative = self.narrative_people(narrative_from, (paragraph, offset))
+        candidates = [p for people in reversed(narrative) for p in people]
+        if last_speaker:
+            candidates.append(last_speaker)
+        for name in candidates:
+            if fits(name):
+                return name
+        if wanted:
+            for mention in reversed(self._before(paragraph, offset)):
+                full = self.fullest(mention.name, paragraph, offset)
+                if self.is_person(mention.name) and self.gender(full) == wanted:
+                    return full
+        return None
 
     def resolve_role(self, role: str, paragraph: int, offset: int) -> tuple[str, str] | None:
         """'the foreign minister' -> the person or unnamed source introduced in that role."""
         words = role.lower().replace("’", "'").split()
         head = re.sub(r"'s$", "", words[-1])
-        heads = _SYNONYMS.get(head, (head,))
+        if head in _COMPANY_ROLES:
+            heads: tuple[str, ...] = ()
+        else:
+            heads = _SYNONYMS.get(head, (head,))
         context = self._context(paragraph, offset)
         candidates: list[tuple[int, str, str]] = []
-        for mention in self._before(paragraph, offset):
-            title = " ".join(
-                _TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in mention.words[:-1]
-            )
-            if self.is_person(mention.name) and any(
-                h in title.split() or (" " in h and h in title) for h in heads
+        for position in range(bisect_left(self._keys, (paragraph, offset))):
+            mention, title = self.mentions[position], self._titles[position]
+            if any(all(w in title for w in h.split()) for h in heads) and self.is_person(
+                mention.name
             ):
                 candidates.append(
                     (self.starts[mention.paragraph] + mention.offset, mention.name, "named")
@@ -252,6 +519,22 @@ class Mentions:
                     phrase = _describe(match.group(0))
                     if len(phrase.split()) <= 14:
                         candidates.append((match.start(), phrase, "described"))
+        if _ORG_ROLE.search(head):
+            # "the ministry" -> "the Ministry of Culture and Heritage", as first written.
+            for mention in self._before(paragraph, offset):
+                generic = head in _GENERIC_ORGS and mention.words[-1] in _PUBLIC_BODIES
+                if head.capitalize() in mention.words or generic:
+                    at = self.starts[mention.paragraph] + mention.offset
+                    name = self.fullest(mention.name, mention.paragraph, mention.offset)
+                    candidates.append((at, name, "organisation"))
+        elif head in _COMPANY_ROLES:
+            # "the airline said" -> the company the story last opened a sentence with.
+            for mention in self._before(paragraph, offset):
+                at = self.starts[mention.paragraph] + mention.offset
+                tail = self.text[at + len(mention.name) : at + len(mention.name) + 80]
+                speaks = _SPEECH_AFTER.match(tail) or tail.startswith((" said", " says"))
+                if speaks and not self.is_person(mention.name) and not self.gender(mention.name):
+                    candidates.append((at, self._with_article(mention), "organisation"))
         if not candidates:
             return None
         _, speaker, kind = max(candidates)
@@ -276,7 +559,10 @@ def _role_patterns(head: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Patt
         re.compile(rf"{name},\s+{owner}\s+{role_words}{head_ci}\b"),
         re.compile(rf"\b{owner}\s+{role_words}{head_ci},\s+{name}"),
         re.compile(
-            rf"\b[Aa]n?\s+(?:[\w'’-]+\s+){{0,6}}?{escaped}s?\b"
+            rf"\b[Aa]n?\s+(?:(?!(?:for|of|the|to|at|in|with|from|on|by)\b)[\w'’-]+\s+){{0,6}}?"
+            rf"{escaped}s?\b(?!\s+(?:official|spokes\w+|source|worker|employee|member|officer|"
+            r"adviser|advisor|aide|executive|insider|lawyer|staffer|representative|analyst|"
+            r"director|chief|head|leader|engineer|researcher|scientist)s?\b)"
             r"(?:[^,.;:\"“”]|(?<=\bSt)\.|(?<=\bDr)\.|(?<=\bMt)\.|(?<=\bNo)\.)*",
             re.IGNORECASE,
         ),
@@ -299,9 +585,11 @@ def _describe(phrase: str) -> str:
 
 def _chunks(phrase: str) -> list[str]:
     """The comma-separated parts of an attribution phrase, intro phrases dropped."""
+    # Commas inside a name ("the Department for Culture, Media and Sport") do not split it.
+    protected = _CAPITAL_RUN.sub(lambda m: m.group(0).replace(",", "\x00"), phrase)
     parts: list[str] = []
-    for raw in phrase.split(","):
-        chunk = raw.strip()
+    for raw in protected.split(","):
+        chunk = raw.replace("\x00", ",").strip()
         if not chunk:
             continue
         words = chunk.split()
@@ -328,31 +616,45 @@ def resolve_speaker(
     chunks = _chunks(phrase)
     if not chunks:
         return None, "unknown"
-    named = [c for c in chunks if c[:1].isupper() and c.split()[0] not in {"The", "A", "An"}]
-    choice = next(
-        (c for c in named if c.split()[0].lower() not in _PRONOUNS | _DETERMINERS), chunks[0]
-    )
+    if len(chunks) > 1 and chunks[-1].lower() in {"which", "who"}:
+        # "... referred questions to the Law Department, which said:" -> the department
+        runs = [m.group(0) for m in _CAPITAL_RUN.finditer(chunks[-2])]
+        chunks = [runs[-1]] if runs else chunks
+    named = [c for c in chunks if _is_name_chunk(c)]
+    choice = named[0] if named else chunks[0]
     lowered = choice.lower()
     first = lowered.split()[0]
     if lowered in _PRONOUNS:
         if lowered in {"it", "we", "they"}:
             return (last_speaker, "pronoun") if last_speaker else (None, "unknown")
-        subject = mentions.subject_since(narrative_from, (paragraph, offset))
-        if subject:
-            return subject, "pronoun"
-        return (last_speaker, "pronoun") if last_speaker else (None, "unknown")
+        person = mentions.person_for_pronoun(
+            lowered, paragraph, offset, last_speaker=last_speaker, narrative_from=narrative_from
+        )
+        return (person, "pronoun") if person else (None, "unknown")
     if first in {"a", "an"}:
         return _describe(choice), "described"
-    if first in _DETERMINERS:
+    if first in _DETERMINERS or first.endswith(_POSSESSIVE):
         role = _DESCRIPTION_END.sub("", choice).strip()
         resolved = mentions.resolve_role(role, paragraph, offset)
         if resolved:
             return resolved
-        subject = mentions.subject_since(narrative_from, (paragraph, offset))
-        if subject:
-            return subject, "named"
+        narrative = mentions.narrative_people(narrative_from, (paragraph, offset))
+        people = [p for sentence in reversed(narrative) for p in sentence]
+        if people and not _ORG_ROLE.search(role):
+            return people[0], "named"
         return role[0].lower() + role[1:], "described"
     name = _NAME_END.sub("", choice).strip(" .")
     if not name[:1].isupper():
         return None, "unknown"
     return mentions.fullest(name, paragraph, offset), "named"
+
+
+def _is_name_chunk(chunk: str) -> bool:
+    """'Sen. Paul Greer' is a name; 'The minister', "Kestrel's chief executive" are roles."""
+    first = chunk.split()[0]
+    return (
+        chunk[:1].isupper()
+        and first not in {"The", "A", "An"}
+        and first.lower() not in _PRONOUNS | _DETERMINERS
+        and not first.endswith(_POSSESSIVE)
+    )
