@@ -6,15 +6,29 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from digest.errors import DigestError
-from digest.settings import Settings, load_settings
+from digest.settings import Settings, config_path, load_settings
+
+if TYPE_CHECKING:
+    from digest.deliver import DeliveryReport
+    from digest.pipeline import RunReport
 
 app = typer.Typer(
     name="digest",
@@ -47,6 +61,7 @@ def _settings(ctx: typer.Context) -> Settings:
 def _main(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Collect articles, summarize them, and mail one good digest a day."""
     ctx.obj = load_settings(config)
+    ctx.meta["config_path"] = config_path(config)
 
 
 @app.command()
@@ -58,29 +73,107 @@ def run(ctx: typer.Context) -> None:
     from digest.pipeline import run_digest
 
     settings = _settings(ctx)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with _delivery_progress() as progress:
         collecting = progress.add_task("Collecting", total=len(settings.sources))
-        sending = progress.add_task("Delivering", total=None, visible=False)
         report = run_digest(
             settings,
             on_source=lambda _r: progress.advance(collecting),
-            on_deliveries=lambda n: progress.update(sending, total=n, visible=True),
-            on_batch=lambda n: progress.advance(sending, n),
+            on_deliveries=progress.show_delivery,
+            on_batch=progress.update_delivery,
         )
     _print_sources(report.sources)
+    _print_delivery(report, created=report.created)
+    console.print("Preview the next digest in your browser: digest preview")
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    digest: Annotated[
+        str | None,
+        typer.Option("--digest", help="Digest key, e.g. daily/2026-11-28 (default: the latest)."),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Send one test copy to this address instead; records nothing."),
+    ] = None,
+) -> None:
+    """Send a composed digest's pending messages, or one test copy with --to.
+
+    Without --to, delivers what is still pending (after a crash, or deferred failures).
+    With --to, sends one copy of the digest (or of the draft the preview shows) to that
+    address only; it is not a delivery and changes nothing.
+
+    Example: digest send --to me@example.org
+    """
+    from digest.pipeline import send_digest, send_test_copy
+
+    settings = _settings(ctx)
+    if to is not None:
+        console.print(send_test_copy(settings, to, digest))
+        return
+    with _delivery_progress() as progress:
+        report = send_digest(
+            settings,
+            key=digest,
+            on_deliveries=progress.show_delivery,
+            on_batch=progress.update_delivery,
+        )
+    _print_delivery(report)
+
+
+class _DeliveryColumn(ProgressColumn):
+    """Sent and failed so far, and messages a second (blank on other bars)."""
+
+    def render(self, task: Task) -> Text:
+        if "sent" not in task.fields:
+            return Text("")
+        speed = task.finished_speed or task.speed
+        rate = f", {speed:,.0f}/s" if speed else ""
+        sent, failed = task.fields["sent"], task.fields["failed"]
+        return Text(f"{sent} sent, {failed} failed{rate}", style="progress.data.speed")
+
+
+class _DeliveryProgress(Progress):
+    """A progress display whose "Delivering" bar shows sent, failed, rate and ETA."""
+
+    def show_delivery(self, pending: int) -> None:
+        self._sending = self.add_task("Delivering", total=pending, sent=0, failed=0)
+
+    def update_delivery(self, report: DeliveryReport) -> None:
+        done = report.sent + report.failed + report.deferred
+        self.update(self._sending, completed=done, sent=report.sent, failed=report.failed)
+
+
+def _delivery_progress() -> _DeliveryProgress:
+    return _DeliveryProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _DeliveryColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _print_delivery(report: RunReport, created: bool | None = None) -> None:
     table = Table(title=f"Digest {report.key}", show_header=False)
     table.add_row("Articles in digest", str(report.articles))
-    table.add_row("New this run", "yes" if report.created else "no (already composed)")
-    if report.delivery is not None:
-        table.add_row("Messages written now", str(report.delivery.sent))
-        table.add_row("Failed now", str(report.delivery.failed))
+    if created is not None:
+        table.add_row("New this run", "yes" if created else "no (already composed)")
+    delivery = report.delivery
+    if delivery is not None:
+        verb = "written" if report.outbox is not None else "sent"
+        table.add_row(f"Messages {verb} now", str(delivery.sent))
+        table.add_row("Failed now", str(delivery.failed))
+        if delivery.deferred:
+            table.add_row("Deferred (still pending)", str(delivery.deferred))
+        if delivery.sent:
+            table.add_row("Rate", f"{delivery.rate:,.0f} messages/s")
         totals = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))
         table.add_row("Ledger", totals or "no subscribers")
     if report.outbox is not None:
@@ -90,10 +183,18 @@ def run(ctx: typer.Context) -> None:
         console.print(f"• {note}")
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/] {warning}")
-    if report.delivery and report.delivery.errors:
-        for error in report.delivery.errors[:10]:
-            console.print(f"[red]Failed:[/] {error}")
-    console.print("Preview the next digest in your browser: digest preview")
+    if delivery is not None:
+        for error in delivery.errors[:10]:
+            console.print(f"[red]Not delivered:[/] {error}")
+        if delivery.deferred:
+            console.print("Deferred messages stay pending: run `digest send` to retry them.")
+
+
+_STATUS_STYLE = {"ok": "green", "not modified": "green", "partial": "yellow", "error": "red"}
+
+
+def _status(status: str | None) -> Text:
+    return Text(status or "never collected", style=_STATUS_STYLE.get(status or "", "dim"))
 
 
 def _print_sources(reports: list[Any]) -> None:
@@ -101,18 +202,24 @@ def _print_sources(reports: list[Any]) -> None:
         return
     table = Table(title="Sources")
     table.add_column("Source")
+    table.add_column("Status")
     table.add_column("New", justify="right")
     table.add_column("Seen", justify="right")
-    table.add_column("Status")
+    table.add_column("Problem")
     for r in reports:
-        status = "[green]ok[/]" if r.error is None else f"[red]{r.error}[/]"
-        table.add_row(r.name, str(r.new), str(r.seen), status)
+        table.add_row(r.name, _status(r.status), str(r.new), str(r.seen), Text(r.error or ""))
     console.print(table)
+    failed = sum(1 for r in reports if r.status == "error")
+    if failed:
+        console.print(f"{failed} of {len(reports)} sources failed; the others were collected.")
 
 
 @app.command()
 def collect(ctx: typer.Context) -> None:
-    """Fetch every source and store new articles, without sending anything.
+    """Fetch every source at once and store new articles, without sending anything.
+
+    Shows a progress bar while fetching, then a table of sources: status, new and already
+    seen articles, and one sentence for any source that failed.
 
     Example: digest collect
     """
@@ -120,7 +227,57 @@ def collect(ctx: typer.Context) -> None:
     from digest.pipeline import open_store
 
     settings = _settings(ctx)
-    _print_sources(collect_sources(settings, open_store(settings)))
+    engine = open_store(settings)
+    with Progress(
+        TextColumn("[bold]Collecting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=len(settings.sources))
+        reports = collect_sources(
+            settings,
+            engine,
+            on_source=lambda r: progress.update(task, advance=1, description=r.name),
+        )
+    _print_sources(reports)
+
+
+@app.command()
+def sources(ctx: typer.Context) -> None:
+    """List the configured sources and their health from the last collection.
+
+    Example: digest sources
+    """
+    from digest.collect import source_health
+    from digest.pipeline import open_store
+
+    settings = _settings(ctx)
+    rows = source_health(settings, open_store(settings))
+    if not rows:
+        console.print("No sources configured; add [[sources]] to the config file.")
+        return
+    table = Table(title=f"{len(rows)} sources")
+    for column in ("Source", "Kind", "Location", "Status", "Last checked", "Articles"):
+        table.add_column(column, justify="right" if column == "Articles" else "left")
+    table.add_column("Failures in a row", justify="right")
+    table.add_column("Last error")
+    for h in rows:
+        checked = f"{h.last_checked_at:%Y-%m-%d %H:%M} UTC" if h.last_checked_at else ""
+        table.add_row(
+            h.name,
+            h.kind,
+            Text(h.location),
+            _status(h.status),
+            checked,
+            str(h.articles),
+            str(h.consecutive_failures),
+            Text(h.last_error or ""),
+        )
+    console.print(table)
 
 
 @app.command()
@@ -187,15 +344,102 @@ def preview(
     import threading
     import webbrowser
 
+    url = f"http://{host}:{port}/preview"
+    console.print(f"Preview at {url} (Ctrl+C to stop). It reloads when templates change.")
+    if not no_open:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    _serve(ctx, host, port)
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app: archive, unsubscribe pages, and the operator preview.
+
+    Put it behind your web server at web.base_url; the preview answers only to this
+    machine unless web.admin_password is set.
+
+    Example: digest serve --host 127.0.0.1 --port 8000
+    """
+    console.print(f"Serving on http://{host}:{port}/ (Ctrl+C to stop)")
+    _serve(ctx, host, port)
+
+
+def _serve(ctx: typer.Context, host: str, port: int) -> None:
     import uvicorn
 
     from digest.web import create_app
 
-    url = f"http://{host}:{port}/"
-    console.print(f"Preview at {url} (Ctrl+C to stop)")
-    if not no_open:
-        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(_settings(ctx)), host=host, port=port, log_level="warning")
+    app_ = create_app(_settings(ctx), ctx.find_root().meta.get("config_path"))
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def schedule(
+    ctx: typer.Context,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Run what is due now, then exit (for cron or a timer)."),
+    ] = False,
+) -> None:
+    """Send the digest on its schedule (schedule.cron) until stopped; logs one line per job.
+
+    SIGTERM or Ctrl+C stops it after the current batch. A digest is never sent twice.
+
+    Example: digest schedule --once
+    """
+    from digest.joblog import configure_logging
+    from digest.schedule import run_schedule
+
+    configure_logging()
+    run_schedule(_settings(ctx), once=once)
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Show the next scheduled runs, the last digest and its deliveries, and source health.
+
+    Example: digest status
+    """
+    from zoneinfo import ZoneInfo
+
+    from digest.status import schedule_status
+
+    report = schedule_status(_settings(ctx))
+    zone = ZoneInfo(report.zone)
+    jobs = Table(title=f"Schedule ({report.zone})")
+    for column in ("Job", "When", "Next run", "State"):
+        jobs.add_column(column)
+    for job in report.jobs:
+        when = f"{job.next_run.astimezone(zone):%Y-%m-%d %H:%M %Z}" if job.next_run else "never"
+        state = {"not started": "not started: run `digest schedule`"}.get(job.state, job.state)
+        jobs.add_row(job.id, job.when, when, state)
+    console.print(jobs)
+    digests = Table(title="Last digest")
+    for column in ("List", "Key", "Composed", "Deliveries"):
+        digests.add_column(column)
+    for item in report.lists:
+        composed = f"{item.composed_at:%Y-%m-%d %H:%M} UTC" if item.composed_at else ""
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(item.deliveries.items()))
+        digests.add_row(item.list_name, item.last_key or "none yet", composed, counts or "-")
+    console.print(digests)
+    sources = Table(title="Sources")
+    for column in ("Source", "Status", "Last checked", "Failures in a row", "Last error"):
+        sources.add_column(column)
+    for row in report.sources:
+        checked = row["last_checked_at"]
+        sources.add_row(
+            row["name"],
+            row["last_status"] or "never collected",
+            f"{checked:%Y-%m-%d %H:%M} UTC" if checked else "",
+            str(row["consecutive_failures"]),
+            row["last_error"] or "",
+        )
+    console.print(sources if report.sources else "Sources: none collected yet.")
+    console.print(f"Running now: {report.running}" if report.running else "Running now: nothing")
 
 
 @subscribers_app.command("add")
@@ -222,16 +466,25 @@ def subscribers_add(
 
 @subscribers_app.command("remove")
 def subscribers_remove(
-    ctx: typer.Context, email: Annotated[str, typer.Argument(help="Email address.")]
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="Email address.")],
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also erase their address, name and topics.")
+    ] = False,
 ) -> None:
     """Unsubscribe someone; they receive nothing that is not yet delivered.
 
-    Example: digest subscribers remove ana@example.org
+    Example: digest subscribers remove ana@example.org --purge
     """
     from digest.pipeline import open_store
-    from digest.subscribers import remove_subscriber
+    from digest.subscribers import purge_subscriber, remove_subscriber
 
-    subscriber = remove_subscriber(open_store(_settings(ctx)), email)
+    engine = open_store(_settings(ctx))
+    if purge:
+        subscriber_id = purge_subscriber(engine, email)
+        console.print(f"Unsubscribed and erased subscriber #{subscriber_id}'s personal data.")
+        return
+    subscriber = remove_subscriber(engine, email)
     console.print(f"{subscriber.email} is now unsubscribed.")
 
 
@@ -239,6 +492,7 @@ def subscribers_remove(
 def subscribers_list(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only people who chose this topic.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """List subscribers.
@@ -249,21 +503,100 @@ def subscribers_list(
     from digest.pipeline import open_store
     from digest.subscribers import export_csv
 
-    with store.transaction(open_store(_settings(ctx))) as conn:
-        people = store.list_subscribers(conn, status)
-    if fmt == "csv":
-        sys.stdout.write(export_csv(people))
-    elif fmt == "json":
-        sys.stdout.write(json.dumps([asdict(p) for p in people], ensure_ascii=False) + "\n")
-    elif fmt == "table":
-        table = Table(title=f"{len(people)} subscribers")
-        for column in ("Email", "Name", "Topics", "Status"):
-            table.add_column(column)
-        for p in people:
-            table.add_row(p.email, p.name or "", ", ".join(p.topics), p.status)
-        console.print(table)
-    else:
+    if fmt not in ("table", "csv", "json"):
         raise DigestError(f"Unknown format {fmt!r}; use table, csv or json.")
+    with store.transaction(open_store(_settings(ctx))) as conn:
+        people = store.iter_subscribers(conn, status, topic)
+        if fmt == "csv":
+            export_csv(people, sys.stdout)
+        elif fmt == "json":
+            sys.stdout.write(json.dumps([asdict(p) for p in people], ensure_ascii=False) + "\n")
+        else:
+            rows = list(people)
+            table = Table(title=f"{len(rows)} subscribers")
+            for column in ("Email", "Name", "Topics", "Status"):
+                table.add_column(column)
+            for p in rows:
+                table.add_row(p.email, p.name or "", ", ".join(p.topics), p.status)
+            console.print(table)
+
+
+@subscribers_app.command("show")
+def subscribers_show(
+    ctx: typer.Context, email: Annotated[str, typer.Argument(help="Email address.")]
+) -> None:
+    """Show one subscriber: status, topics and what they have been sent.
+
+    Example: digest subscribers show ana@example.org
+    """
+    from digest import store
+    from digest.pipeline import open_store
+    from digest.subscribers import normalize_email, not_found
+
+    address = normalize_email(email)
+    with store.transaction(open_store(_settings(ctx))) as conn:
+        subscriber = store.find_subscriber(conn, address)
+        if subscriber is None:
+            raise not_found(address)
+        counts = store.subscriber_delivery_counts(conn, subscriber.id)
+    table = Table(show_header=False, title=subscriber.email)
+    table.add_row("Name", subscriber.name or "")
+    table.add_row("Status", subscriber.status)
+    table.add_row("Topics", ", ".join(subscriber.topics) or "all")
+    table.add_row("Deliveries", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+    console.print(table)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="CSV file to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Export every subscriber as CSV, in the format `import` reads.
+
+    Example: digest subscribers export subscribers.csv
+    """
+    from digest import store
+    from digest.pipeline import open_store
+    from digest.subscribers import export_csv
+
+    with store.transaction(open_store(_settings(ctx))) as conn:
+        people = store.iter_subscribers(conn)
+        if file is None:
+            export_csv(people, sys.stdout)
+            return
+        try:
+            with file.open("w", newline="", encoding="utf-8") as handle:
+                count = export_csv(people, handle)
+        except OSError as exc:
+            raise DigestError(f"Cannot write {file}: {exc.strerror}.") from None
+    err_console.print(f"Wrote {count} subscribers to {file}.")
+
+
+@subscribers_app.command("stats")
+def subscribers_stats(ctx: typer.Context) -> None:
+    """Count subscribers by status, and active ones by topic.
+
+    Example: digest subscribers stats
+    """
+    from digest.pipeline import open_store
+    from digest.subscribers import subscriber_stats
+
+    stats = subscriber_stats(open_store(_settings(ctx)))
+    table = Table(title=f"{stats.total} subscribers")
+    table.add_column("Status")
+    table.add_column("Count", justify="right")
+    for status, count in stats.by_status.items():
+        table.add_row(status, str(count))
+    console.print(table)
+    topics = Table(title="Active subscribers by topic")
+    topics.add_column("Topic")
+    topics.add_column("Count", justify="right")
+    for topic, count in stats.by_topic.items():
+        topics.add_row(topic, str(count))
+    console.print(topics)
 
 
 @subscribers_app.command("import")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -44,3 +45,15 @@ def compose_digest(
         items=tuple(DigestItem(article, summary) for article, summary in ordered),
         intro=intro,
     )
+
+
+def for_topics(digest: Digest, topics: Sequence[str]) -> Digest:
+    """The digest a subscriber with these topics receives; no topics means everything.
+
+    Topics are source tags: an article is in when one of its tags is among the topics.
+    """
+    if not topics:
+        return digest
+    wanted = {t.lower() for t in topics}
+    items = tuple(i for i in digest.items if wanted & {t.lower() for t in i.article.tags})
+    return replace(digest, items=items)

@@ -1,37 +1,213 @@
 """Deliver: the ledger loop. Pending deliveries go out in batches and are recorded.
 
-The deliveries table is the source of truth. A run can be killed at any moment and run
-again: only pending rows are sent, so each subscriber gets the digest once. The one
-window is a batch the transport accepted just before its ledger write; the outbox
-transport rewrites the same file, so for it even that window is harmless.
+The deliveries table is the source of truth. The loop pages through the pending rows
+of a digest and hands each batch to a worker: one of `concurrency` threads, or a single
+one for SMTP, whose transport spreads each batch over its `concurrency` connections
+itself. A worker sends its batch, records what happened in one transaction as soon as
+the answers are in, and retries the temporary failures with backoff.
+
+A run can be killed at any moment and run again: only pending rows are sent, so each
+subscriber gets the digest once. The one window is a message the server accepted just
+before its ledger write -- at most one batch per worker, so never more than one batch
+per connection -- which a re-run sends again. The outbox rewrites the same file, so for
+it even that is harmless.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol
+from threading import Lock
 
 from sqlalchemy.engine import Engine
 
 from digest import store
-from digest.mail.message import Envelope, MessageTemplate
+from digest.errors import DigestError
+from digest.mail.message import MessageTemplate
+from digest.mail.ratelimit import Pacer, TokenBucket
+from digest.mail.transport import Mailing, Outcome, Transport
+from digest.models import Subscriber
+from digest.settings import DeliverySettings
+
+Row = tuple[int, str, str | None, str | None]  # subscriber id, status, message id, error
+_RNG = random.Random()
+_KEPT_ERRORS = 100  # a report keeps this many error lines; memory must not grow with a list
 
 
-class Transport(Protocol):
-    name: str
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How hard and how fast to send: batches, parallelism, rate, retries, bounces."""
 
-    def send(self, digest_key: str, envelopes: Sequence[Envelope]) -> list[str | None]:
-        """Send each envelope; return None for delivered or an error message."""
-        ...
+    batch_size: int = 100
+    concurrency: int = 1
+    rate_limit: float = 0.0
+    retries: int = 5
+    backoff: float = 1.0
+    backoff_max: float = 300.0
+    bounce_threshold: int = 3
+    test_mode: bool = False
+
+    @classmethod
+    def from_settings(cls, delivery: DeliverySettings) -> DeliveryPolicy:
+        return cls(
+            batch_size=delivery.batch_size,
+            concurrency=delivery.concurrency,
+            rate_limit=delivery.rate_limit,
+            retries=delivery.retries,
+            backoff=delivery.backoff,
+            backoff_max=delivery.backoff_max,
+            bounce_threshold=delivery.bounce_threshold,
+            test_mode=delivery.test_mode,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
+    """What one run did. `deferred` failed only temporarily and stay pending for a re-run."""
+
     sent: int
     failed: int
     skipped: int
     errors: tuple[str, ...] = ()
+    deferred: int = 0
+    waited: float = 0.0  # seconds spent (or, in test mode, not spent) in backoff and rate limit
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    initial: float,
+    maximum: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry number `attempt` (1-based).
+
+    Exponential (initial, 2x, 4x ...) up to `maximum`, with jitter over the upper half so
+    parallel workers do not retry in step; a server's Retry-After is a floor, honoured
+    up to `maximum`.
+    """
+    ceiling = min(maximum, initial * 2 ** (attempt - 1))
+    delay: float = ceiling / 2 + (rng or _RNG).uniform(0, ceiling / 2)
+    if retry_after:
+        delay = max(delay, min(retry_after, maximum))
+    return delay
+
+
+class _Tally:
+    """Running totals, shared by the workers; `report()` is a consistent snapshot."""
+
+    def __init__(self, skipped: int, pacer: Pacer) -> None:
+        self.sent = self.failed = self.deferred = 0
+        self.skipped = skipped
+        self.errors: list[str] = []
+        self._pacer = pacer
+        self._started = time.monotonic()
+        self._lock = Lock()
+
+    def add(self, pairs: Sequence[tuple[Subscriber, Outcome]], *, deferred: bool) -> None:
+        with self._lock:
+            for subscriber, outcome in pairs:
+                if deferred:
+                    self.deferred += 1
+                elif outcome.status == "sent":
+                    self.sent += 1
+                    continue
+                else:
+                    self.failed += 1
+                if len(self.errors) < _KEPT_ERRORS:
+                    self.errors.append(f"{subscriber.email}: {outcome.detail}")
+
+    def report(self) -> DeliveryReport:
+        with self._lock:
+            return DeliveryReport(
+                sent=self.sent,
+                failed=self.failed,
+                skipped=self.skipped,
+                errors=tuple(self.errors),
+                deferred=self.deferred,
+                waited=self._pacer.waited,
+                elapsed=time.monotonic() - self._started,
+            )
+
+
+class _Sender:
+    """Sends one batch through the transport, records it, retries what failed for now."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        mailing: Mailing,
+        policy: DeliveryPolicy,
+        pacer: Pacer,
+        tally: _Tally,
+        record: Callable[[list[Row]], None],
+    ) -> None:
+        self.transport = transport
+        self.mailing = mailing
+        self.policy = policy
+        self.pacer = pacer
+        self.tally = tally
+        self.record = record
+        self.bucket = TokenBucket(policy.rate_limit, pacer) if policy.rate_limit > 0 else None
+        self.rng = random.Random()
+
+    def run(self, batch: Sequence[Subscriber]) -> list[tuple[Subscriber, Outcome]]:
+        """Send the batch; return each subscriber's final outcome."""
+        remaining = list(batch)
+        final: list[tuple[Subscriber, Outcome]] = []
+        for attempt in itertools.count(1):
+            if self.bucket:
+                self.bucket.take(len(remaining))
+            outcomes = self.transport.deliver(self.mailing, remaining)
+            pairs = list(zip(remaining, outcomes, strict=True))
+            done = [(s, o) for s, o in pairs if o.status != "retry"]
+            later = [(s, o) for s, o in pairs if o.status == "retry"]
+            # Record after every attempt: what the server accepted must reach the ledger
+            # before anything else can go wrong (that is the whole crash window).
+            if done:
+                self.record([_row(s, o) for s, o in done])
+                self.tally.add(done, deferred=False)
+                final.extend(done)
+            if not later:
+                return final
+            if attempt > self.policy.retries or self.pacer.stopped:
+                self.record([(s.id, "pending", None, o.detail) for s, o in later])
+                self.tally.add(later, deferred=True)
+                final.extend(later)
+                if attempt > self.policy.retries and all(o.unavailable for _, o in later):
+                    raise DigestError(
+                        f"Giving up after {attempt} attempts: {later[-1][1].detail}. "
+                        "Undelivered messages stay pending; run `digest send` to continue."
+                    )
+                return final
+            retry_after = max((o.retry_after or 0.0 for _, o in later), default=0.0)
+            self.pacer.sleep(
+                backoff_delay(
+                    attempt,
+                    initial=self.policy.backoff,
+                    maximum=self.policy.backoff_max,
+                    retry_after=retry_after,
+                    rng=self.rng,
+                )
+            )
+            remaining = [s for s, _ in later]
+        raise AssertionError("unreachable")  # pragma: no cover (itertools.count never ends)
+
+
+def _row(subscriber: Subscriber, outcome: Outcome) -> Row:
+    if outcome.status == "sent":
+        return (subscriber.id, "sent", outcome.detail, None)
+    return (subscriber.id, "failed", None, outcome.detail)
 
 
 def deliver_digest(
@@ -42,32 +218,69 @@ def deliver_digest(
     template: MessageTemplate,
     transport: Transport,
     token_for: Callable[[int], str],
-    batch_size: int = 100,
-    on_batch: Callable[[int], None] | None = None,
+    policy: DeliveryPolicy | None = None,
+    batch_size: int | None = None,
+    on_batch: Callable[[DeliveryReport], None] | None = None,
 ) -> DeliveryReport:
-    """Send every pending delivery of the digest; return what happened in this run."""
-    sent = failed = 0
-    errors: list[str] = []
+    """Send every pending delivery of the digest; return what happened in this run.
+
+    `on_batch` gets the running totals after each batch (for a progress bar);
+    `batch_size`, when given, overrides the policy's.
+    """
+    policy = policy or DeliveryPolicy()
+    size = min(batch_size or policy.batch_size, transport.max_batch)
     with store.transaction(engine) as conn:
         skipped = store.skip_inactive_deliveries(conn, digest_id)
-    while True:
+    pacer = Pacer(test_mode=policy.test_mode)
+    tally = _Tally(skipped, pacer)
+
+    def record(rows: list[Row]) -> None:
         with store.transaction(engine) as conn:
-            batch = store.pending_deliveries(conn, digest_id, batch_size)
-        if not batch:
-            break
-        envelopes = [template.personalize(s, token_for(s.id)) for s in batch]
-        outcomes = transport.send(digest_key, envelopes)
-        results: list[tuple[int, str, str | None, str | None]] = []
-        for subscriber, envelope, error in zip(batch, envelopes, outcomes, strict=True):
-            if error is None:
-                sent += 1
-                results.append((subscriber.id, "sent", envelope.message_id, None))
-            else:
-                failed += 1
-                errors.append(f"{subscriber.email}: {error}")
-                results.append((subscriber.id, "failed", None, error))
-        with store.transaction(engine) as conn:
-            store.record_deliveries(conn, digest_id, results)
-        if on_batch:
-            on_batch(len(batch))
-    return DeliveryReport(sent=sent, failed=failed, skipped=skipped, errors=tuple(errors))
+            store.record_deliveries(conn, digest_id, rows)
+            refused = [sid for sid, status, _, _ in rows if status == "failed"]
+            store.mark_bounced(conn, refused, policy.bounce_threshold)
+
+    mailing = Mailing(digest_key, template, token_for)
+    sender = _Sender(transport, mailing, policy, pacer, tally, record)
+    workers = 1 if transport.multiplexed else policy.concurrency
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
+    in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
+    after, exhausted = 0, False
+    try:
+        while True:
+            while not exhausted and len(in_flight) < workers:
+                with store.transaction(engine) as conn:
+                    batch = store.pending_deliveries(conn, digest_id, size, after=after)
+                if not batch:
+                    exhausted = True
+                    break
+                after = batch[-1].id
+                in_flight.add(pool.submit(sender.run, batch))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # a worker's fatal error (wrong password ...) ends the run
+            if on_batch:
+                on_batch(tally.report())
+    finally:
+        # On any way out, wake sleeping workers and let in-flight batches record.
+        if in_flight:
+            pacer.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return tally.report()
+
+
+def send_test(
+    transport: Transport,
+    mailing: Mailing,
+    subscriber: Subscriber,
+    policy: DeliveryPolicy | None = None,
+) -> Outcome:
+    """Send one copy to one address, retried like any other but never recorded."""
+    pacer = Pacer(test_mode=(policy or DeliveryPolicy()).test_mode)
+    sender = _Sender(
+        transport, mailing, policy or DeliveryPolicy(), pacer, _Tally(0, pacer), lambda _r: None
+    )
+    [(_, outcome)] = sender.run([subscriber])
+    return outcome

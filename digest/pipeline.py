@@ -17,13 +17,17 @@ from sqlalchemy.engine import Engine
 from digest import store
 from digest.collect import SourceReport, collect_sources
 from digest.compose import compose_digest, digest_key
-from digest.deliver import DeliveryReport, deliver_digest
+from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest, send_test
+from digest.errors import DigestError
+from digest.lease import with_pipeline_lease
+from digest.mail import open_transport
+from digest.mail.dkim import DkimSigner, load_signer
 from digest.mail.message import MessageTemplate
-from digest.mail.outbox import OutboxTransport
-from digest.models import Digest, RenderedDigest
-from digest.render import Branding, render_digest
+from digest.mail.transport import Mailing
+from digest.models import Digest, RenderedDigest, Subscriber
+from digest.render import HTML_BUDGET_BYTES, Branding, render_digest
 from digest.settings import Settings
-from digest.subscribers import make_token, secret_key
+from digest.subscribers import make_token, normalize_email, secret_key
 from digest.summarize import summarize
 
 
@@ -47,6 +51,8 @@ def branding(settings: Settings) -> Branding:
         sender_name=settings.sender.name,
         postal_address=settings.sender.postal_address,
         base_url=settings.web.base_url,
+        logo_url=settings.sender.logo_url,
+        logo_width=settings.sender.logo_width,
     )
 
 
@@ -77,12 +83,16 @@ def draft_digest(settings: Settings, engine: Engine, moment: datetime | None = N
     )
 
 
-def render(settings: Settings, digest: Digest) -> RenderedDigest:
+def render(settings: Settings, digest: Digest, *, whole: bool = False) -> RenderedDigest:
+    """The email; `whole=True` skips the size budget, for the web version of a digest."""
     return render_digest(
         digest,
         branding(settings),
         subject_pattern=settings.digest.subject,
         templates_dir=settings.templates_dir,
+        preheader=settings.digest.preheader,
+        group_by=settings.digest.group_by,
+        size_budget=None if whole else HTML_BUDGET_BYTES,
     )
 
 
@@ -100,15 +110,26 @@ def message_template(
         unsubscribe_mailto=f"mailto:{settings.sender.address}?subject=unsubscribe",
         digest_key=row["key"],
         sent_at=datetime.now(UTC),
+        reply_to=settings.sender.reply_to,
+        dkim=dkim_signer(settings),
     )
 
 
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer when a key is configured; signing costs ~10 ms per message."""
+    if settings.dkim.key_file is None:
+        return None
+    domain = settings.dkim.domain or settings.sender.address.rpartition("@")[2]
+    return load_signer(settings.dkim.key_file, settings.dkim.selector, domain)
+
+
+@with_pipeline_lease  # two processes must never deliver the same pending rows at once
 def run_digest(
     settings: Settings,
     *,
     moment: datetime | None = None,
     on_source: Callable[[SourceReport], None] | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[DeliveryReport], None] | None = None,
     on_deliveries: Callable[[int], None] | None = None,
 ) -> RunReport:
     """Collect, compose today's digest once, and deliver every pending message."""
@@ -128,7 +149,7 @@ def run_digest(
     if row is None:
         digest = draft_digest(settings, engine, moment)
         report.articles = len(digest.items)
-        if not digest.items:
+        if not digest.items and settings.schedule.skip_when_empty:
             report.notes.append("No new articles since the last digest; nothing to send.")
             return report
         rendered = render(settings, digest)
@@ -157,19 +178,124 @@ def run_digest(
         on_deliveries(pending)
     if pending == 0:
         report.notes.append(f"Digest {key} was already delivered; nothing new to write.")
-    stored = RenderedDigest(subject=row["subject"], html=row["html"], text=row["text"])
-    transport = OutboxTransport(settings.outbox_path)
-    report.outbox = settings.outbox_path
-    report.delivery = deliver_digest(
-        engine,
-        digest_id=row["id"],
-        digest_key=key,
-        template=message_template(settings, row, stored),
-        transport=transport,
-        token_for=lambda sid: make_token(key_secret, sid, "unsubscribe"),
-        batch_size=settings.delivery.batch_size,
-        on_batch=on_batch,
-    )
+    if settings.delivery.backend == "outbox":
+        report.outbox = settings.outbox_path
+    report.delivery = deliver_pending(settings, engine, row, key_secret, on_batch=on_batch)
     with store.transaction(engine) as conn:
         report.counts = store.delivery_counts(conn, row["id"])
     return report
+
+
+def deliver_pending(
+    settings: Settings,
+    engine: Engine,
+    row: dict[str, Any],
+    key_secret: str,
+    *,
+    on_batch: Callable[[DeliveryReport], None] | None = None,
+) -> DeliveryReport:
+    """Send the stored digest's pending deliveries through the configured transport."""
+    stored = RenderedDigest(subject=row["subject"], html=row["html"], text=row["text"])
+    transport = open_transport(settings)
+    try:
+        return deliver_digest(
+            engine,
+            digest_id=row["id"],
+            digest_key=row["key"],
+            template=message_template(settings, row, stored),
+            transport=transport,
+            token_for=lambda sid: make_token(key_secret, sid, "unsubscribe"),
+            policy=DeliveryPolicy.from_settings(settings.delivery),
+            on_batch=on_batch,
+        )
+    finally:
+        transport.close()
+
+
+@with_pipeline_lease  # the same pending rows must never go out from two processes
+def send_digest(
+    settings: Settings,
+    *,
+    key: str | None = None,
+    on_batch: Callable[[DeliveryReport], None] | None = None,
+    on_deliveries: Callable[[int], None] | None = None,
+) -> RunReport:
+    """Deliver the pending messages of digest `key` (default: the latest); compose nothing."""
+    engine = open_store(settings)
+    with store.transaction(engine) as conn:
+        if key:
+            row = store.find_digest(conn, key)
+        else:
+            row = store.latest_digest(conn, settings.digest.list_name)
+    if row is None:
+        raise DigestError(
+            f"There is no digest {key!r}; see `digest run`, which composes one."
+            if key
+            else "No digest has been composed yet; run `digest run` first."
+        )
+    report = RunReport(key=row["key"])
+    with store.transaction(engine) as conn:
+        report.articles = len(store.digest_articles(conn, row["id"]))
+        pending = store.delivery_counts(conn, row["id"]).get("pending", 0)
+    if on_deliveries:
+        on_deliveries(pending)
+    if pending == 0:
+        report.notes.append(f"Digest {row['key']} was already delivered; nothing new to send.")
+    if settings.delivery.backend == "outbox":
+        report.outbox = settings.outbox_path
+    key_secret, _ = secret_key(settings)
+    report.delivery = deliver_pending(settings, engine, row, key_secret, on_batch=on_batch)
+    with store.transaction(engine) as conn:
+        report.counts = store.delivery_counts(conn, row["id"])
+    return report
+
+
+def send_test_copy(settings: Settings, address: str, key: str | None = None) -> str:
+    """Send one copy to `address`, recorded nowhere; return one line saying what went.
+
+    The copy is of digest `key` when given; else of the draft the preview shows; else,
+    when there is nothing new, of the latest digest. An address on the list gets their
+    own name and links, as in the real send.
+    """
+    address = normalize_email(address)
+    engine = open_store(settings)
+    with store.transaction(engine) as conn:
+        row = store.find_digest(conn, key) if key else None
+        reader = store.find_subscriber(conn, address)
+    if key and row is None:
+        raise DigestError(f"There is no digest {key!r}; see `digest run`, which composes one.")
+    what = f"digest {key}"
+    if row is None:
+        draft = draft_digest(settings, engine)
+        if draft.items:
+            rendered = render(settings, draft)
+            row = {"key": draft.key}
+            what = f"the draft of {draft.key}"
+        else:
+            with store.transaction(engine) as conn:
+                row = store.latest_digest(conn, settings.digest.list_name)
+            if row is None:
+                raise DigestError("Nothing to send yet: no new articles; run `digest collect`.")
+            what = f"digest {row['key']}"
+    if "subject" in row:
+        rendered = RenderedDigest(subject=row["subject"], html=row["html"], text=row["text"])
+    key_secret, _ = secret_key(settings)
+    # The outbox writes test copies to a folder of their own, never over a real copy.
+    mailing = Mailing(
+        f"test/{row['key']}",
+        message_template(settings, row, rendered),
+        lambda sid: make_token(key_secret, sid, "unsubscribe"),
+    )
+    transport = open_transport(settings)
+    try:
+        outcome = send_test(
+            transport,
+            mailing,
+            reader or Subscriber(id=0, email=address),
+            DeliveryPolicy.from_settings(settings.delivery),
+        )
+    finally:
+        transport.close()
+    if outcome.status != "sent":
+        raise DigestError(f"The test copy to {address} was not sent: {outcome.detail}.")
+    return f"Sent a test copy of {what} to {address} ({transport.name}); nothing was recorded."

@@ -1,26 +1,43 @@
 """Render a digest once: Jinja2 for HTML and text, premailer to inline the CSS.
 
 Personal values (the reader's name, their unsubscribe URL) are left as tokens; the mail
-layer swaps them per subscriber, so nothing here runs per reader.
+layer swaps them per subscriber, so nothing here runs per reader. The HTML is kept under
+Gmail's clipping limit by shortening the digest and linking to its web version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+import re
+import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import groupby
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import cssutils
 import jinja2
 from premailer import Premailer
 
-from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
+from digest.errors import DigestError
+from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
 from digest.models import Digest, DigestItem, RenderedDigest
 
-# Gmail clips a message body larger than about 102 KB behind a "View entire message" link.
+# Gmail clips a message body larger than about 102 KB behind a "View entire message" link,
+# and the clipped part holds the footer with the unsubscribe link. Whether Gmail counts the
+# HTML before or after its transfer encoding is not documented; we count it as it travels
+# (quoted-printable, a few percent larger), the reading that never clips.
 CLIP_LIMIT_BYTES = 102 * 1024
+# Room for what personalization adds (a long name, the unsubscribe URL), so a message
+# that fits when rendered still fits when it reaches the reader.
+PERSONAL_RESERVE_BYTES = 2 * 1024
+HTML_BUDGET_BYTES = CLIP_LIMIT_BYTES - PERSONAL_RESERVE_BYTES
+PREHEADER_CHARS = 140
+GroupBy = Literal["source", "topic"]
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +47,8 @@ class Branding:
     sender_name: str
     postal_address: str
     base_url: str
+    logo_url: str = ""
+    logo_width: int = 200
 
 
 def builtin_templates() -> Path:
@@ -52,58 +71,137 @@ def template_environment(user_dir: Path | None = None) -> jinja2.Environment:
         keep_trailing_newline=True,
         auto_reload=True,
     )
-    env.filters["wrap"] = _wrap
+    env.filters["wrap"] = wrap_text
     return env
 
 
-def _wrap(text: str, width: int = 72, indent: str = "") -> str:
-    import textwrap
-
+def wrap_text(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
+    """Wrap for the plain-text part; never inside a word, a URL or a personal token."""
     return textwrap.fill(
-        text, width=width, initial_indent=indent, subsequent_indent=indent, break_long_words=False
+        " ".join(text.split()),
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        # Tokens and URLs contain hyphens; a break there would corrupt them.
+        break_on_hyphens=False,
     )
 
 
-@cache
-def _premailer_logger() -> logging.Logger:
-    # cssutils reports every property it does not know (mso-*, -webkit-*) as an error.
-    logger = logging.getLogger("digest.premailer")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
+# cssutils logs every property it does not know (mso-*, -webkit-*) and every hack email
+# CSS relies on; none of it is actionable here. Set once, not per render: premailer would
+# add one more log handler on every instance it is given one.
+cssutils.log.setLevel(logging.CRITICAL)
+
+# One premailer configuration for the process; `transform` takes the HTML per call.
+_PREMAILER = Premailer(
+    keep_style_tags=False,  # the @media blocks stay in a <style>, the rest is inlined
+    strip_important=False,  # the dark-mode and phone rules need !important to win
+    remove_classes=False,  # the @media rules select by class
+    disable_validation=True,
+    allow_network=False,
+    allow_loading_external_files=False,
+    disable_link_rewrites=True,
+)
 
 
 def inline_css(html: str) -> str:
     """Inline the <style> rules into style attributes; keep @media rules in a <style>."""
-    return str(
-        Premailer(
-            html,
-            keep_style_tags=False,
-            strip_important=False,
-            remove_classes=False,
-            disable_validation=True,
-            cssutils_logging_handler=logging.NullHandler(),
-            cssutils_logging_level=logging.CRITICAL,
-            allow_network=False,
-            allow_loading_external_files=False,
-        ).transform(pretty_print=False)
-    )
+    return _prune_classes(str(_PREMAILER.transform(html, pretty_print=False)))
 
 
-def group_items(items: Sequence[DigestItem]) -> list[tuple[str, list[DigestItem]]]:
-    """Articles grouped by source, in the digest's order."""
-    return [(source, list(group)) for source, group in groupby(items, lambda i: i.article.source)]
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.DOTALL)
+_CLASS_SELECTOR = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
+# In lxml's output "<" and '"' never occur raw inside text or attribute values, so this
+# finds class attributes of tags only.
+_CLASS_ATTRIBUTE = re.compile(r'(<[a-zA-Z][^<>]*?) class="([^"]*)"')
+
+
+def _prune_classes(html: str) -> str:
+    """Drop the class names that no remaining <style> rule selects.
+
+    Every byte counts toward the clipping limit, and once inlined most classes are done.
+    """
+    used = {name for block in _STYLE_BLOCK.findall(html) for name in _CLASS_SELECTOR.findall(block)}
+
+    def keep(match: re.Match[str]) -> str:
+        names = " ".join(c for c in match.group(2).split() if c in used)
+        return f'{match.group(1)} class="{names}"' if names else match.group(1)
+
+    return _CLASS_ATTRIBUTE.sub(keep, html)
+
+
+def html_part_size(html: str) -> int:
+    """Bytes of the HTML part as it travels: quoted-printable, as the message encodes it."""
+    return len(qp_text(html))
+
+
+def absolute_url(url: str | None) -> str | None:
+    """The URL if it is an absolute http(s) link, else None (shown as plain text)."""
+    if not url:
+        return None
+    parts = urlsplit(url.strip())
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return url.strip()
+    return None
+
+
+def group_items(
+    items: Sequence[DigestItem], by: GroupBy = "source"
+) -> list[tuple[str, list[DigestItem]]]:
+    """Items grouped by source or by first topic, groups in order of first appearance."""
+    groups: dict[str, list[DigestItem]] = {}
+    for item in items:
+        if by == "topic":
+            key = item.article.tags[0].replace("-", " ").title() if item.article.tags else "More"
+        else:
+            key = item.article.source
+        groups.setdefault(key, []).append(item)
+    return list(groups.items())
 
 
 def subject_line(digest: Digest, pattern: str) -> str:
+    """The subject from the configured pattern; one line, whatever the headline holds."""
     headline = digest.items[0].article.title if digest.items else "no new stories"
-    subject = pattern.format(
-        name=digest.name,
-        date=digest.day.strftime("%b %-d, %Y"),
-        headline=headline,
-        count=len(digest.items),
-    )
+    try:
+        subject = pattern.format(
+            name=digest.name,
+            date=f"{digest.day:%b} {digest.day.day}, {digest.day.year}",
+            headline=headline,
+            count=len(digest.items),
+        )
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DigestError(
+            f"The subject pattern {pattern!r} is not valid ({exc}); use the fields "
+            "{name}, {date}, {headline} and {count} in digest.subject."
+        ) from None
     return " ".join(subject.split())  # never a line break in a header
+
+
+def preheader_text(digest: Digest, configured: str = "") -> str:
+    """The inbox preview line: the setting, or the first story's lead, cut at a word."""
+    text = " ".join((configured or (digest.items[0].summary.lead if digest.items else "")).split())
+    if len(text) <= PREHEADER_CHARS:
+        return text
+    return text[:PREHEADER_CHARS].rsplit(" ", 1)[0] + "…"
+
+
+def _clean_item(item: DigestItem) -> DigestItem:
+    article = item.article
+    byline = article.byline
+    if byline and byline[:3].lower() == "by ":
+        byline = byline[3:]  # the templates say "By" themselves
+    return DigestItem(
+        dataclasses.replace(article, url=absolute_url(article.url), byline=byline or None),
+        item.summary,
+    )
+
+
+def _with_quotes(items: Sequence[DigestItem], most: int) -> list[DigestItem]:
+    return [
+        DigestItem(i.article, dataclasses.replace(i.summary, quotes=i.summary.quotes[:most]))
+        for i in items
+    ]
 
 
 def render_digest(
@@ -112,29 +210,84 @@ def render_digest(
     *,
     subject_pattern: str = "{name} — {date}: {headline}",
     templates_dir: Path | None = None,
+    preheader: str = "",
+    group_by: GroupBy = "source",
+    size_budget: int | None = HTML_BUDGET_BYTES,
 ) -> RenderedDigest:
-    """HTML (CSS inlined) and plain text for the digest, with personal tokens in place."""
+    """HTML (CSS inlined) and plain text for the digest, with personal tokens in place.
+
+    With a `size_budget` (bytes of HTML), a digest too big for it is shortened: first to
+    one quote per story, then to the stories that fit, followed by a link to the web
+    version; a warning says what was left out. `size_budget=None` renders everything,
+    for the web version itself.
+    """
     env = template_environment(templates_dir)
+    base_url = branding.base_url.rstrip("/")
+    if absolute_url(base_url) is None:
+        raise DigestError(f"web.base_url {base_url!r} must be an absolute http(s) URL.")
     subject = subject_line(digest, subject_pattern)
-    first_lead = digest.items[0].summary.lead if digest.items else ""
-    context = {
+    items = [_clean_item(item) for item in digest.items]
+    context: dict[str, Any] = {
         "digest": digest,
-        "groups": group_items(digest.items),
         "subject": subject,
-        "preheader": digest.intro or first_lead,
+        "preheader": preheader_text(digest, preheader),
         "brand": branding,
-        "date_text": digest.day.strftime("%A, %B %-d, %Y"),
-        "web_url": f"{branding.base_url.rstrip('/')}/archive/{digest.key}",
+        "date_text": f"{digest.day:%A, %B} {digest.day.day}, {digest.day.year}",
+        "web_url": f"{base_url}/archive/{digest.key}",
         "reader_name": NAME_TOKEN,
         "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+        "group_by": group_by,
+        "total": len(items),
     }
-    html = inline_css(env.get_template("email/digest.html.j2").render(context))
-    text = env.get_template("email/digest.txt.j2").render(context)
-    warnings: list[str] = []
-    size = len(html.encode())
-    if size > CLIP_LIMIT_BYTES:
+
+    def render(shown: Sequence[DigestItem]) -> tuple[str, str]:
+        context.update(groups=group_items(shown, group_by), omitted=len(items) - len(shown))
+        html = inline_css(env.get_template("email/digest.html.j2").render(context))
+        return html, env.get_template("email/digest.txt.j2").render(context)
+
+    html, text = render(items)
+    full_size = html_part_size(html)
+    warnings = _base_url_warnings(base_url)
+    if size_budget is not None and full_size > size_budget:
+        html, text, note = _shorten(items, render, size_budget)
         warnings.append(
-            f"The HTML is {size // 1024} KB, over Gmail's {CLIP_LIMIT_BYTES // 1024} KB clipping "
-            "limit; lower digest.max_articles."
+            f"The HTML would be {full_size // 1024} KB, over the {size_budget // 1024} KB "
+            f"budget under Gmail's {CLIP_LIMIT_BYTES // 1024} KB clipping limit; the email "
+            f"{note} and links to the web version. Lower digest.max_articles or "
+            "summary.quotes to send the whole digest."
         )
     return RenderedDigest(subject=subject, html=html, text=text, warnings=tuple(warnings))
+
+
+def _shorten(
+    items: list[DigestItem], render: Callable[[Sequence[DigestItem]], tuple[str, str]], budget: int
+) -> tuple[str, str, str]:
+    """The longest version that fits: one quote per story, then as many stories as fit."""
+    trimmed = _with_quotes(items, 1)
+    html, text = render(trimmed)
+    if html_part_size(html) <= budget:
+        return html, text, "keeps one quote per story"
+    # Binary search for the most stories that fit; `fits` holds a known-good version.
+    low, high = 0, len(trimmed) - 1
+    fits: tuple[str, str] | None = None
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = render(trimmed[:middle])
+        if html_part_size(candidate[0]) <= budget:
+            fits, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    if fits is None:
+        html, text = render([])
+        return html, text, "keeps no story (and is still over: check the templates)"
+    return *fits, f"keeps {high} of {len(items)} stories with one quote each"
+
+
+def _base_url_warnings(base_url: str) -> list[str]:
+    parts = urlsplit(base_url)
+    if parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
+        return [
+            f"web.base_url {base_url} is not https; Gmail and Yahoo expect an https "
+            "one-click unsubscribe link."
+        ]
+    return []

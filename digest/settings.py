@@ -8,13 +8,22 @@ against the current working directory, like any other command-line tool.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from digest import __version__
 from digest.errors import DigestError
 
 DEFAULT_CONFIG = Path("config/digest.toml")
@@ -26,11 +35,74 @@ class _Section(BaseModel):
 
 class SourceSettings(_Section):
     name: str = Field(description="Unique name shown in the digest and in the health table.")
-    kind: Literal["folder", "feed"] = Field(
-        description="'folder' of scraped .txt files, or 'feed' (RSS/Atom/JSON, a path or URL)."
+    kind: Literal["folder", "feed", "pages"] = Field(
+        description="'folder' of .txt/.md/.html files, 'feed' (RSS/Atom/JSON, a path or URL), "
+        "or 'pages' (a list of article URLs)."
     )
-    location: str = Field(description="Folder path, feed file path, or feed URL.")
+    location: str = Field("", description="Folder path, feed file path, or feed URL.")
+    urls: list[str] = Field(
+        default_factory=list, description="Article page URLs of a 'pages' source."
+    )
+    full_text: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Fetch each feed entry's page for its full text: 'auto' when the feed "
+        "gives only a teaser (under 80 words, or ending in '…' or 'Read more').",
+    )
     tags: list[str] = Field(default_factory=list, description="Topics subscribers can pick.")
+
+    @model_validator(mode="after")
+    def _where_to_read(self) -> SourceSettings:
+        if self.kind == "pages":
+            if not self.urls:
+                raise ValueError(f"source {self.name!r} of kind 'pages' needs a list of urls")
+            bad = [u for u in self.urls if not u.startswith(("http://", "https://"))]
+            if bad:
+                raise ValueError(f"source {self.name!r}: {bad[0]!r} is not an http(s) URL")
+        elif not self.location:
+            raise ValueError(f"source {self.name!r} of kind {self.kind!r} needs a location")
+        return self
+
+
+class CollectSettings(_Section):
+    timeout: float = Field(
+        20.0, gt=0, le=600, description="Seconds one request may take, body included."
+    )
+    max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest response read; a longer one is cut off."
+    )
+    concurrency: int = Field(16, ge=1, le=256, description="Requests in flight at once.")
+    per_host: int = Field(4, ge=1, le=64, description="Requests in flight to one host at once.")
+    user_agent: str = Field(
+        f"digest/{__version__} (newsletter digest generator; +https://example.org/digest)",
+        description="User-Agent sent with every request; name a contact URL.",
+    )
+    extra_chrome_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions for site chrome lines the cleaner should drop.",
+    )
+
+    @field_validator("extra_chrome_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pattern {pattern!r} is not a regular expression ({exc})"
+                ) from None
+        return value
+
+    @field_validator("user_agent")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must not contain line breaks (it becomes an HTTP header)")
+        return value
+
+    @property
+    def extra_chrome(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(p) for p in self.extra_chrome_patterns)
 
 
 class SenderSettings(_Section):
@@ -40,8 +112,13 @@ class SenderSettings(_Section):
         "Example Publishing, 1 Example Street, Example City",
         description="Sender identity printed in every footer.",
     )
+    reply_to: str = Field("", description="Reply-To address; empty sends none.")
+    logo_url: str = Field(
+        "", description="https URL of a wordmark shown instead of the name; its alt is the name."
+    )
+    logo_width: int = Field(200, ge=16, le=600, description="Width of the logo in pixels.")
 
-    @field_validator("name", "address", "postal_address")
+    @field_validator("name", "address", "postal_address", "reply_to")
     @classmethod
     def _no_line_breaks(cls, value: str) -> str:
         if "\r" in value or "\n" in value:
@@ -63,6 +140,10 @@ class DigestSettings(_Section):
         "{name} — {date}: {headline}",
         description="Subject pattern; fields: name, date, headline, count.",
     )
+    preheader: str = Field("", description="Inbox preview text; default: the first story's lead.")
+    group_by: Literal["source", "topic"] = Field(
+        "source", description="Sections of the email: by 'source' or by first 'topic' tag."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -77,9 +158,56 @@ class DigestSettings(_Section):
 
 
 class DeliverySettings(_Section):
-    backend: Literal["outbox"] = Field("outbox", description="Transport; 'outbox' writes .eml.")
+    backend: Literal["outbox", "smtp", "postmark", "sendgrid", "mailgun"] = Field(
+        "outbox", description="Transport: 'outbox' writes .eml files; 'smtp'; or a provider API."
+    )
     outbox_dir: Path | None = Field(None, description="Default: <data_dir>/outbox.")
     batch_size: int = Field(100, ge=1, le=10_000, description="Deliveries per ledger commit.")
+    concurrency: int = Field(
+        4, ge=1, le=64, description="SMTP connections, or API requests, in parallel."
+    )
+    rate_limit: float = Field(0, ge=0, description="Most messages per second; 0 for no limit.")
+    retries: int = Field(5, ge=0, le=30, description="Retries of a temporary failure.")
+    backoff: float = Field(1.0, ge=0, description="Seconds before the first retry; doubles.")
+    backoff_max: float = Field(300.0, ge=0, description="Longest wait between two retries.")
+    bounce_threshold: int = Field(
+        3, ge=1, description="Permanent failures in a row that mark a subscriber bounced."
+    )
+    test_mode: bool = Field(
+        False, description="Never sleep for backoff or the rate limit (for tests only)."
+    )
+    smtp_host: str = Field("localhost", description="SMTP server name or address.")
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, description="Default: 587 (starttls), 465 (tls), 25 (none)."
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="'starttls', 'tls' (implicit, port 465) or 'none'."
+    )
+    smtp_username: str | None = Field(None, description="SMTP login; no login when unset.")
+    smtp_password: SecretStr | None = Field(
+        None, description="SMTP password; set DIGEST_DELIVERY__SMTP_PASSWORD, not the file."
+    )
+    smtp_verify: bool = Field(True, description="Verify the server's TLS certificate.")
+    smtp_ca_file: Path | None = Field(None, description="CA bundle to trust, not the system's.")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for any SMTP reply.")
+    smtp_max_per_connection: int = Field(
+        1000, ge=1, description="Messages over one connection before reconnecting."
+    )
+    smtp_ehlo_name: str | None = Field(None, description="Name sent in EHLO; default: FQDN.")
+    smtp_pipelining: bool = Field(
+        True, description="Pipeline commands (RFC 2920) when the server offers it."
+    )
+    api_base_url: str | None = Field(
+        None, description="Provider API root; default: the provider's public URL."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="Provider API key; set DIGEST_DELIVERY__API_KEY, not the file."
+    )
+    api_domain: str | None = Field(
+        None, description="Mailgun sending domain; default: the sender address's domain."
+    )
+    api_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provider API.")
+    postmark_stream: str = Field("broadcast", description="Postmark message stream ID.")
 
 
 class WebSettings(_Section):
@@ -87,6 +215,73 @@ class WebSettings(_Section):
         "http://127.0.0.1:8000",
         description="Public URL of `digest serve`, used in unsubscribe and web-view links.",
     )
+    admin_password: SecretStr | None = Field(
+        None,
+        description="Lets the operator pages (preview) answer to other machines, with "
+        "HTTP basic auth; unset, they answer only to this machine. Set DIGEST_WEB__ADMIN_PASSWORD.",
+    )
+
+
+def _check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+    return value
+
+
+def _check_cron(value: str) -> str:
+    from digest.cron import parse_cron  # APScheduler is only imported when a cron is set
+
+    parse_cron(value, "UTC")
+    return value
+
+
+class WeeklySettings(_Section):
+    cron: str = Field("0 8 * * 1", description="When the weekly digest goes out (crontab).")
+    list_name: str = Field("weekly", pattern=r"^[a-z0-9-]+$", description="Its digest key prefix.")
+    max_articles: int = Field(50, ge=1, le=500, description="Most articles in one weekly digest.")
+    subject: str = Field(
+        "{name} — the week to {date}: {headline}",
+        description="Subject pattern; fields: name, date, headline, count.",
+    )
+
+    _cron = field_validator("cron")(_check_cron)
+
+
+class ScheduleSettings(_Section):
+    cron: str = Field(
+        "0 7 * * *", description="When the daily digest goes out: minute hour day month weekday."
+    )
+    timezone: str | None = Field(None, description="Zone of the cron; default: digest.timezone.")
+    collect_every: int | None = Field(
+        None, ge=1, le=1440, description="Minutes between collections; default: only at digests."
+    )
+    misfire_grace_time: int = Field(
+        3600, ge=1, le=86_400, description="Seconds a run missed while down may still start."
+    )
+    catch_up: Literal["skip", "send"] = Field(
+        "skip", description="A run missed by more than the grace time: skip it or send it once."
+    )
+    skip_when_empty: bool = Field(True, description="No new articles: send nothing.")
+    weekly: WeeklySettings | None = Field(None, description="A second, weekly digest.")
+
+    _cron = field_validator("cron")(_check_cron)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zone(value)
+
+
+class DkimSettings(_Section):
+    key_file: Path | None = Field(
+        None, description="PEM RSA private key; when set, every message is DKIM-signed."
+    )
+    selector: str = Field("digest", description="DNS selector: <selector>._domainkey.<domain>.")
+    domain: str = Field("", description="Signing domain (d=); default: the sender's domain.")
 
 
 class Settings(BaseSettings):
@@ -107,6 +302,9 @@ class Settings(BaseSettings):
     digest: DigestSettings = DigestSettings()
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()
+    dkim: DkimSettings = DkimSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    collect: CollectSettings = CollectSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
 
     @classmethod

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,11 @@ sources = sa.Table(
     sa.Column("last_checked_at", sa.DateTime(timezone=True)),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
+    # Added by _v3_source_health: what the last collection found, for `digest sources`.
+    sa.Column("last_http_status", sa.Integer),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_new", sa.Integer),
+    sa.Column("last_seen", sa.Integer),
 )
 
 articles = sa.Table(
@@ -56,6 +62,8 @@ articles = sa.Table(
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
     sa.Column("collected_at", sa.DateTime(timezone=True), nullable=False),
+    # Added by _v3_source_health: GUIDs are looked up per source on every collection.
+    sa.Index("ix_articles_source_guid", "source_id", "guid"),
 )
 
 digests = sa.Table(
@@ -108,6 +116,16 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_pending", "digest_id", "status"),
 )
 
+# A named lease with an expiry: one process at a time runs the pipeline (see digest/lease.py).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 
 def _v1_initial(conn: Connection) -> None:
     for table in metadata.sorted_tables:
@@ -115,8 +133,32 @@ def _v1_initial(conn: Connection) -> None:
             table.create(conn, checkfirst=True)
 
 
+def _v2_leases(conn: Connection) -> None:
+    leases.create(conn, checkfirst=True)
+
+
+def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
+    # A database created after a column joined `metadata` already has it (v1 creates the
+    # tables as they are now), so each column is added only where it is missing.
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
+def _v3_source_health(conn: Connection) -> None:
+    _add_missing_columns(conn, sources)
+    for index in articles.indexes:
+        index.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_v1_initial,)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (
+    _v1_initial,
+    _v2_leases,
+    _v3_source_health,
+)
 
 
 def _new_id(result: sa.CursorResult[Any]) -> int:
@@ -192,21 +234,64 @@ def ensure_source(conn: Connection, name: str, kind: str, location: str) -> int:
     return _new_id(result)
 
 
-def record_source_health(conn: Connection, source_id: int, error: str | None) -> None:
-    values: dict[str, Any] = {"last_checked_at": now(), "last_error": error}
-    if error is None:
-        values |= {"last_status": "ok", "consecutive_failures": 0}
+def record_source_health(
+    conn: Connection,
+    source_id: int,
+    error: str | None,
+    *,
+    status: str | None = None,
+    new: int = 0,
+    seen: int = 0,
+    http_status: int | None = None,
+    validators: tuple[str | None, str | None] | None = None,
+) -> None:
+    """Record one collection of a source; `error` set means it failed.
+
+    `status` defaults to "ok" or "error"; a source can also be "not modified" (HTTP 304) or
+    "partial" (some entries or pages failed: `error` then says which, but it did not fail).
+    `validators` is the (ETag, Last-Modified) pair for the next conditional GET; None keeps
+    the stored pair.
+    """
+    failed = status == "error" or (status is None and error is not None)
+    stamp = now()
+    values: dict[str, Any] = {
+        "last_checked_at": stamp,
+        "last_error": error,
+        "last_status": status or ("error" if failed else "ok"),
+        "last_http_status": http_status,
+        "last_new": new,
+        "last_seen": seen,
+    }
+    if failed:
+        values["consecutive_failures"] = sources.c.consecutive_failures + 1
     else:
-        values |= {
-            "last_status": "error",
-            "consecutive_failures": sources.c.consecutive_failures + 1,
-        }
+        values |= {"consecutive_failures": 0, "last_success_at": stamp}
+    if validators is not None:
+        values |= {"etag": validators[0], "last_modified": validators[1]}
     conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
 
 
+def source_validators(conn: Connection, source_id: int) -> tuple[str | None, str | None]:
+    """The stored (ETag, Last-Modified) of a source, for a conditional GET."""
+    row = conn.execute(
+        sa.select(sources.c.etag, sources.c.last_modified).where(sources.c.id == source_id)
+    ).first()
+    return (row.etag, row.last_modified) if row else (None, None)
+
+
 def source_health(conn: Connection) -> list[dict[str, Any]]:
-    rows = conn.execute(sa.select(sources).order_by(sources.c.name)).mappings()
-    return [dict(row) for row in rows]
+    """Every source row with its health columns and how many articles it has given."""
+    counts = (
+        sa.select(articles.c.source_id, sa.func.count().label("articles"))
+        .group_by(articles.c.source_id)
+        .subquery()
+    )
+    query = (
+        sa.select(sources, sa.func.coalesce(counts.c.articles, 0).label("articles"))
+        .outerjoin(counts, counts.c.source_id == sources.c.id)
+        .order_by(sources.c.name)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 # -- articles --------------------------------------------------------------------------
@@ -237,6 +322,137 @@ def add_article(conn: Connection, source_id: int, article: Article, fingerprint:
         )
     )
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class AddCounts:
+    """What `add_articles` did with one source's batch."""
+
+    new: int = 0
+    seen: int = 0
+    updated: int = 0
+
+
+def known_articles(
+    conn: Connection, source_id: int, urls: Iterable[str], guids: Iterable[str]
+) -> tuple[set[str], set[str]]:
+    """Which of these URLs (any source) and GUIDs (this source) are already stored."""
+    urls, guids = list(set(urls)), list(set(guids))
+    known_urls: set[str] = set()
+    known_guids: set[str] = set()
+    for chunk in _chunks(urls):
+        known_urls.update(conn.scalars(sa.select(articles.c.url).where(articles.c.url.in_(chunk))))
+    for chunk in _chunks(guids):
+        query = sa.select(articles.c.guid).where(
+            articles.c.source_id == source_id, articles.c.guid.in_(chunk)
+        )
+        known_guids.update(g for g in conn.scalars(query) if g is not None)
+    return known_urls, known_guids
+
+
+def _chunks(values: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:
+    # Bound the number of bind parameters per query (old SQLite builds allow 999).
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _article_values(article: Article, fingerprint: str) -> dict[str, Any]:
+    return {
+        "fingerprint": fingerprint,
+        "title": article.title,
+        "subtitle": article.subtitle,
+        "byline": article.byline,
+        "paragraphs": list(article.paragraphs),
+        "published_at": article.published_at,
+    }
+
+
+def add_articles(
+    conn: Connection, source_id: int, found: Sequence[tuple[Article, str]]
+) -> AddCounts:
+    """Store one source's batch of (article, fingerprint); one query to find what is known.
+
+    An article is known when its canonical URL (any source), its GUID (same source) or its
+    fingerprint (any source) is stored. A known story is never new again, whatever its new
+    timestamp. When its own source sends it with a changed title or body, the stored text
+    is refreshed (counted as updated), so a story not yet in a digest goes out in its
+    latest version; one already sent is not sent again.
+    """
+    rows: list[Any] = []
+    cols = (articles.c.id, articles.c.source_id, articles.c.url, articles.c.guid)
+    for start in range(0, len(found), 300):  # at most ~900 bind parameters per query
+        batch = found[start : start + 300]
+        urls = [a.url for a, _ in batch if a.url]
+        guids = [a.guid for a, _ in batch if a.guid]
+        query = sa.select(*cols, articles.c.fingerprint).where(
+            sa.or_(
+                articles.c.fingerprint.in_([fp for _, fp in batch]),
+                articles.c.url.in_(urls),
+                sa.and_(articles.c.source_id == source_id, articles.c.guid.in_(guids)),
+            )
+        )
+        rows += conn.execute(query)
+    by_url = {r.url: r for r in rows if r.url}
+    by_guid = {r.guid: r for r in rows if r.guid and r.source_id == source_id}
+    taken = {r.fingerprint for r in rows}
+    batch_urls: set[str] = set()  # keys of this batch, so a feed's duplicates count as seen
+    batch_guids: set[str] = set()
+    new_rows: list[dict[str, Any]] = []
+    new = seen = updated = 0
+    stamp = now()
+    for article, fp in found:
+        match = (by_url.get(article.url) if article.url else None) or (
+            by_guid.get(article.guid) if article.guid else None
+        )
+        if match is not None:
+            seen += 1
+            if match.source_id == source_id and match.fingerprint != fp and fp not in taken:
+                conn.execute(
+                    articles.update()
+                    .where(articles.c.id == match.id)
+                    .values(**_article_values(article, fp))
+                )
+                taken.add(fp)
+                updated += 1
+            continue
+        if (
+            fp in taken
+            or (article.url and article.url in batch_urls)
+            or (article.guid and article.guid in batch_guids)
+        ):
+            seen += 1
+            continue
+        new += 1
+        taken.add(fp)
+        if article.url:
+            batch_urls.add(article.url)
+        if article.guid:
+            batch_guids.add(article.guid)
+        new_rows.append(
+            {
+                **_article_values(article, fp),
+                "source_id": source_id,
+                "url": article.url,
+                "guid": article.guid,
+                "tags": list(article.tags),
+                "collected_at": stamp,
+            }
+        )
+    if new_rows:
+        try:
+            with conn.begin_nested():
+                conn.execute(articles.insert(), new_rows)
+        except IntegrityError:
+            # Another collector stored some of these meanwhile: fall back to one at a time.
+            new = 0
+            for row in new_rows:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(articles.insert().values(**row))
+                    new += 1
+                except IntegrityError:
+                    seen += 1
+    return AddCounts(new, seen, updated)
 
 
 def _article_from_row(row: Any) -> Article:
@@ -338,14 +554,36 @@ def create_digest(
     return digest_id
 
 
-def pending_deliveries(conn: Connection, digest_id: int, limit: int) -> list[Subscriber]:
-    """The next batch of subscribers still waiting for this digest and still active."""
+def sent_digests(conn: Connection, list_name: str, limit: int = 500) -> list[dict[str, Any]]:
+    """Digests of a list that went out to at least one subscriber, newest first."""
+    went_out = sa.exists().where(
+        deliveries.c.digest_id == digests.c.id, deliveries.c.status == "sent"
+    )
+    query = (
+        sa.select(digests.c.key, digests.c.day, digests.c.subject, digests.c.created_at)
+        .where(digests.c.list_name == list_name, went_out)
+        .order_by(digests.c.day.desc(), digests.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def pending_deliveries(
+    conn: Connection, digest_id: int, limit: int, after: int = 0
+) -> list[Subscriber]:
+    """The next batch of subscribers still waiting for this digest and still active.
+
+    `after` is the last subscriber id already taken: batches still in flight are pending
+    too, so a sender with several batches out pages past them by id. Filtering and
+    ordering by the deliveries' own key lets the database walk its primary key index and
+    stop after `limit` rows, instead of sorting every pending row for each batch.
+    """
     query = (
         sa.select(subscribers)
         .join(deliveries, deliveries.c.subscriber_id == subscribers.c.id)
         .where(deliveries.c.digest_id == digest_id, deliveries.c.status == "pending")
-        .where(subscribers.c.status == "active")
-        .order_by(subscribers.c.id)
+        .where(deliveries.c.subscriber_id > after, subscribers.c.status == "active")
+        .order_by(deliveries.c.subscriber_id)
         .limit(limit)
     )
     return [_subscriber_from_row(row) for row in conn.execute(query)]
@@ -397,6 +635,53 @@ def delivery_counts(conn: Connection, digest_id: int) -> dict[str, int]:
         .group_by(deliveries.c.status)
     )
     return {status: int(count) for status, count in conn.execute(query)}
+
+
+def mark_bounced(conn: Connection, subscriber_ids: Sequence[int], threshold: int) -> list[int]:
+    """Mark bounced those of these subscribers whose last `threshold` deliveries all failed.
+
+    Failures count since the subscriber's latest sent delivery, so one good delivery
+    resets the count. Returns the ids that were marked.
+    """
+    if not subscriber_ids:
+        return []
+    later = deliveries.alias("later")
+    last_sent = (
+        sa.select(sa.func.max(later.c.updated_at))
+        .where(later.c.subscriber_id == deliveries.c.subscriber_id, later.c.status == "sent")
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(deliveries.c.subscriber_id)
+        .where(deliveries.c.subscriber_id.in_(list(subscriber_ids)))
+        .where(deliveries.c.status == "failed")
+        .where(sa.or_(last_sent.is_(None), deliveries.c.updated_at > last_sent))
+        .group_by(deliveries.c.subscriber_id)
+        .having(sa.func.count() >= threshold)
+    )
+    ids = [int(sid) for sid in conn.execute(query).scalars()]
+    if ids:
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id.in_(ids), subscribers.c.status == "active")
+            .values(status="bounced", status_changed_at=now())
+        )
+    return ids
+
+
+def latest_digest(conn: Connection, list_name: str) -> dict[str, Any] | None:
+    """The most recently composed digest of this list, or None."""
+    row = (
+        conn.execute(
+            sa.select(digests)
+            .where(digests.c.list_name == list_name)
+            .order_by(digests.c.created_at.desc(), digests.c.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
 
 
 def digest_articles(conn: Connection, digest_id: int) -> list[tuple[Article, Summary]]:
@@ -472,3 +757,114 @@ def list_subscribers(conn: Connection, status: str | None = None) -> list[Subscr
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+# -- the schedule: leases, digests left half-sent --------------------------------------
+
+
+def acquire_lease(conn: Connection, name: str, owner: str, ttl: float) -> dict[str, Any]:
+    """Take the named lease if it is free or expired; return whoever holds it now."""
+    stamp = now()
+    expires = stamp + timedelta(seconds=ttl)
+    taken = conn.execute(
+        leases.update()
+        .where(leases.c.name == name, leases.c.expires_at < stamp)
+        .values(owner=owner, acquired_at=stamp, expires_at=expires)
+    )
+    if not taken.rowcount:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    leases.insert().values(
+                        name=name, owner=owner, acquired_at=stamp, expires_at=expires
+                    )
+                )
+        except IntegrityError:
+            pass  # someone else holds it
+    row = conn.execute(sa.select(leases).where(leases.c.name == name)).mappings().one()
+    return dict(row)
+
+
+def renew_lease(conn: Connection, name: str, owner: str, ttl: float) -> bool:
+    """Push the expiry of our lease forward; False if it is no longer ours."""
+    result = conn.execute(
+        leases.update()
+        .where(leases.c.name == name, leases.c.owner == owner)
+        .values(expires_at=now() + timedelta(seconds=ttl))
+    )
+    return bool(result.rowcount)
+
+
+def release_lease(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
+
+
+def lease_holder(conn: Connection, name: str) -> dict[str, Any] | None:
+    """The unexpired holder of the named lease, if any."""
+    query = sa.select(leases).where(leases.c.name == name, leases.c.expires_at >= now())
+    row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def unfinished_digests(conn: Connection, list_name: str) -> list[dict[str, Any]]:
+    """Digests of the list that still have pending deliveries, oldest first."""
+    pending = sa.select(deliveries.c.digest_id).where(deliveries.c.status == "pending")
+    query = (
+        sa.select(digests.c.id, digests.c.key, digests.c.day)
+        .where(digests.c.list_name == list_name, digests.c.id.in_(pending))
+        .order_by(digests.c.day, digests.c.id)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def subscribers_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, Subscriber]:
+    """The subscribers among these addresses, by address: one query for a whole chunk."""
+    if not emails:
+        return {}
+    rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(list(emails))))
+    found = (_subscriber_from_row(row) for row in rows)
+    return {s.email: s for s in found}
+
+
+def insert_subscribers(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add many subscribers in one statement (email, name, topics, status per row)."""
+    if not rows:
+        return
+    stamp = now()
+    conn.execute(
+        subscribers.insert(),
+        [{**row, "created_at": stamp, "status_changed_at": stamp} for row in rows],
+    )
+
+
+def iter_subscribers(
+    conn: Connection, status: str | None = None, topic: str | None = None, batch: int = 1000
+) -> Iterator[Subscriber]:
+    """Subscribers by address, streamed in batches so a long list never sits in memory."""
+    after = ""
+    while True:
+        query = sa.select(subscribers).where(subscribers.c.email > after)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        rows = conn.execute(query.order_by(subscribers.c.email).limit(batch)).all()
+        if not rows:
+            return
+        for row in rows:
+            subscriber = _subscriber_from_row(row)
+            if topic is None or topic.lower() in subscriber.topics:
+                yield subscriber
+        after = rows[-1].email
+
+
+def subscriber_counts(conn: Connection) -> dict[str, int]:
+    query = sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+    return {status: int(count) for status, count in conn.execute(query)}
+
+
+def subscriber_delivery_counts(conn: Connection, subscriber_id: int) -> dict[str, int]:
+    query = (
+        sa.select(deliveries.c.status, sa.func.count())
+        .where(deliveries.c.subscriber_id == subscriber_id)
+        .group_by(deliveries.c.status)
+    )
+    return {status: int(count) for status, count in conn.execute(query)}

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -94,14 +95,59 @@ def remove_subscriber(engine: Engine, email: str) -> Subscriber:
     with store.transaction(engine) as conn:
         existing = store.find_subscriber(conn, address)
         if existing is None:
-            raise DigestError(
-                f"No subscriber {address}; check the address with `subscribers list`."
-            )
+            raise not_found(address)
         if existing.status != "unsubscribed":
             store.update_subscriber(conn, existing.id, status="unsubscribed")
         updated = store.get_subscriber(conn, existing.id)
         assert updated is not None
         return updated
+
+
+def not_found(address: str) -> DigestError:
+    return DigestError(f"No subscriber {address}; check the address with `subscribers list`.")
+
+
+def purge_subscriber(engine: Engine, email: str) -> int:
+    """Forget someone: unsubscribe them and erase their address, name and topics.
+
+    The row stays, anonymised, so the delivery ledger keeps its history without anyone's
+    personal data. Returns the subscriber's id.
+    """
+    address = normalize_email(email)
+    with store.transaction(engine) as conn:
+        existing = store.find_subscriber(conn, address)
+        if existing is None:
+            raise not_found(address)
+        store.update_subscriber(
+            conn,
+            existing.id,
+            email=f"purged-{existing.id}@purged.invalid",
+            name=None,
+            topics=[],
+            status="unsubscribed",
+        )
+        return existing.id
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    by_status: dict[str, int]
+    by_topic: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def subscriber_stats(engine: Engine) -> Stats:
+    """How many people in each status, and how many active ones follow each topic."""
+    topics: dict[str, int] = {}
+    with store.transaction(engine) as conn:
+        by_status = store.subscriber_counts(conn)
+        for subscriber in store.iter_subscribers(conn, status="active"):
+            for topic in subscriber.topics or ("(all topics)",):
+                topics[topic] = topics.get(topic, 0) + 1
+    return Stats({s: by_status.get(s, 0) for s in STATUSES}, dict(sorted(topics.items())))
 
 
 @dataclass(slots=True)
@@ -197,39 +243,67 @@ def import_csv(
     if strict and errors:
         return report
     with store.transaction(engine) as conn:
-        for row in rows:
-            existing = store.find_subscriber(conn, row.email)
-            if existing is None:
-                report.added += 1
-                if not dry_run:
-                    store.insert_subscriber(conn, row.email, row.name, row.topics or (), row.status)
-                continue
-            changes: dict[str, object] = {}
-            if row.name is not None and row.name != existing.name:
-                changes["name"] = row.name
-            if row.topics is not None and row.topics != existing.topics:
-                changes["topics"] = list(row.topics)
-            if row.status != existing.status:
-                if existing.status in ("unsubscribed", "complained") and not resubscribe:
-                    report.kept_unsubscribed += 1
+        # Look rows up and write them in chunks: one query per few hundred rows, not per row.
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            known = store.subscribers_by_email(conn, [row.email for row in chunk])
+            inserts: list[dict[str, object]] = []
+            updates: list[tuple[int, dict[str, object]]] = []
+            for row in chunk:
+                existing = known.get(row.email)
+                if existing is None:
+                    report.added += 1
+                    inserts.append(
+                        {
+                            "email": row.email,
+                            "name": row.name,
+                            "topics": list(row.topics or ()),
+                            "status": row.status,
+                        }
+                    )
+                    continue
+                changes = _changes(existing, row, resubscribe, report)
+                if changes:
+                    report.updated += 1
+                    updates.append((existing.id, changes))
                 else:
-                    changes["status"] = row.status
-            if changes:
-                report.updated += 1
-                if not dry_run:
-                    store.update_subscriber(conn, existing.id, **changes)
-            else:
-                report.unchanged += 1
+                    report.unchanged += 1
+            if not dry_run:
+                store.insert_subscribers(conn, inserts)
+                for subscriber_id, changes in updates:
+                    store.update_subscriber(conn, subscriber_id, **changes)
     return report
 
 
-def export_csv(subscribers: Iterable[Subscriber]) -> str:
-    out = io.StringIO()
+_CHUNK = 500
+
+
+def _changes(
+    existing: Subscriber, row: _Row, resubscribe: bool, report: ImportReport
+) -> dict[str, object]:
+    """What a CSV row changes about someone already on the list."""
+    changes: dict[str, object] = {}
+    if row.name is not None and row.name != existing.name:
+        changes["name"] = row.name
+    if row.topics is not None and row.topics != existing.topics:
+        changes["topics"] = list(row.topics)
+    if row.status != existing.status:
+        if existing.status in ("unsubscribed", "complained") and not resubscribe:
+            report.kept_unsubscribed += 1
+        else:
+            changes["status"] = row.status
+    return changes
+
+
+def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
+    """Write subscribers as CSV in the import format; returns how many rows."""
     writer = csv.writer(out)
     writer.writerow(["email", "name", "topics", "status"])
+    count = 0
     for s in subscribers:
         writer.writerow([s.email, s.name or "", ",".join(s.topics), s.status])
-    return out.getvalue()
+        count += 1
+    return count
 
 
 # -- signed tokens ---------------------------------------------------------------------

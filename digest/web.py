@@ -1,55 +1,220 @@
-"""The web app: the operator's preview, the public archive and one-click unsubscribe."""
+"""The web app: the operator's preview, the public archive and one-click unsubscribe.
+
+Operator pages (the preview, collecting, test sends) answer only to this machine unless
+`web.admin_password` is set, and then to HTTP basic auth. Public pages (archive,
+unsubscribe) answer to anyone and never show who is subscribed.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from digest import store
+from digest.collect import collect_sources
+from digest.errors import DigestError
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
-from digest.pipeline import draft_digest, open_store, render
-from digest.render import CLIP_LIMIT_BYTES, template_environment
-from digest.settings import Settings
+from digest.models import Digest, DigestItem
+from digest.pipeline import open_store, render
+from digest.preview import article_details, build_preview, dark_variant, draft_version
+from digest.render import template_environment
+from digest.settings import Settings, load_settings
 from digest.subscribers import read_token, secret_key
 
+Handler = Callable[[Request], Awaitable[Response]]
+_LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
-def _neutral(content: str, name: str = "there", unsubscribe: str = "#unsubscribe") -> str:
-    """Fill personal tokens with neutral values: previews and archives name nobody."""
+
+def neutral(content: str, name: str = "there", unsubscribe: str = "#unsubscribe") -> str:
+    """Fill personal tokens with neutral values: archives name nobody."""
     return content.replace(NAME_TOKEN, name).replace(UNSUBSCRIBE_TOKEN, unsubscribe)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the ASGI app; tests and `digest preview` use the same one."""
+class _Live:
+    """The settings, reloaded when the config file changes, so a preview stays current."""
+
+    def __init__(self, settings: Settings, config_file: Path | None) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.error: str | None = None
+        self._stamp = self._mtime()
+
+    def _mtime(self) -> int:
+        if self.config_file is None or not self.config_file.is_file():
+            return 0
+        return self.config_file.stat().st_mtime_ns
+
+    def current(self) -> Settings:
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self.settings = load_settings(self.config_file)
+                self.error = None
+            except DigestError as exc:  # keep the last good settings, and say why
+                self.error = str(exc)
+        return self.settings
+
+
+def _is_local(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    return host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def _password_ok(request: Request, password: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        _user, _, given = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given.encode(), password.encode())
+
+
+def create_app(settings: Settings, config_file: Path | None = None) -> Starlette:
+    """Build the ASGI app; `digest preview`, `digest serve` and the tests use this one."""
+    live = _Live(settings, config_file)
     engine = open_store(settings)
-    pages = template_environment(settings.templates_dir)
     key, _created = secret_key(settings)
 
-    def page(name: str, status_code: int = 200, **context: object) -> HTMLResponse:
-        html = pages.get_template(f"web/{name}").render(settings=settings, **context)
+    def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        current = live.current()
+        pages = template_environment(current.templates_dir)
+        html = pages.get_template(f"web/{name}").render(
+            settings=current, config_error=live.error, **context
+        )
         return HTMLResponse(html, status_code=status_code)
 
+    def operator(handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            password = live.current().web.admin_password
+            if password is not None:
+                if not _password_ok(request, password.get_secret_value()):
+                    return Response(
+                        "Sign in to see the operator pages.",
+                        status_code=401,
+                        headers={"WWW-Authenticate": 'Basic realm="digest"'},
+                    )
+            elif not _is_local(request):
+                return page(
+                    "message.html.j2",
+                    403,
+                    title="Only from this machine",
+                    text="The preview answers only to this machine. Set web.admin_password "
+                    "to reach it from elsewhere.",
+                )
+            return await handler(request)
+
+        return guarded
+
+    def _as(request: Request) -> int | None:
+        raw = request.query_params.get("as", "")
+        return int(raw) if raw.isdigit() else None
+
     async def preview(request: Request) -> Response:
-        digest = draft_digest(settings, engine)
-        rendered = render(settings, digest)
-        size = len(rendered.html.encode())
+        current = live.current()
+        view = await run_in_threadpool(build_preview, current, engine, _as(request))
+        with store.transaction(engine) as conn:
+            health = store.source_health(conn)
+            readers = store.list_subscribers(conn, "active")[:500]
         return page(
-            "preview.html.j2", digest=digest, rendered=rendered, size=size, limit=CLIP_LIMIT_BYTES
+            "preview.html.j2",
+            preview=view,
+            details=article_details(view),
+            headers=view.headers(),
+            text=view.part("plain"),
+            health=health,
+            readers=readers,
+            as_id=_as(request) or "",
+            notice=request.query_params.get("notice", ""),
+            version=await run_in_threadpool(draft_version, current, engine, _config_paths()),
         )
 
-    async def preview_html(request: Request) -> Response:
-        return HTMLResponse(_neutral(render(settings, draft_digest(settings, engine)).html))
+    def _config_paths() -> list[Path]:
+        return [live.config_file] if live.config_file else []
+
+    async def preview_email(request: Request) -> Response:
+        view = await run_in_threadpool(build_preview, live.current(), engine, _as(request))
+        html = view.part("html")
+        if request.query_params.get("scheme") == "dark":
+            html = dark_variant(html)
+        return HTMLResponse(html)
 
     async def preview_text(request: Request) -> Response:
-        return PlainTextResponse(_neutral(render(settings, draft_digest(settings, engine)).text))
+        view = await run_in_threadpool(build_preview, live.current(), engine, _as(request))
+        return PlainTextResponse(view.part("plain"))
+
+    async def preview_eml(request: Request) -> Response:
+        view = await run_in_threadpool(build_preview, live.current(), engine, _as(request))
+        name = view.digest.key.replace("/", "-") + ".eml"
+        return Response(
+            view.message,
+            media_type="message/rfc822",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    async def version(request: Request) -> Response:
+        stamp = await run_in_threadpool(draft_version, live.current(), engine, _config_paths())
+        return JSONResponse({"version": stamp})
+
+    async def collect_now(request: Request) -> Response:
+        reports = await run_in_threadpool(collect_sources, live.current(), engine)
+        new = sum(r.new for r in reports)
+        failed = sum(1 for r in reports if r.error)
+        notice = f"Collected {new} new articles; {failed} sources failed."
+        return RedirectResponse(f"/preview?notice={notice}", status_code=303)
+
+    async def send_test(request: Request) -> Response:
+        form = await request.form()
+        address = str(form.get("to", ""))
+        try:
+            from digest.pipeline import send_test_copy
+
+            result = await run_in_threadpool(send_test_copy, live.current(), address)
+        except DigestError as exc:
+            result = str(exc)
+        return RedirectResponse(f"/preview?notice={result}", status_code=303)
+
+    async def archive_index(request: Request) -> Response:
+        with store.transaction(engine) as conn:
+            issues = store.sent_digests(conn, live.current().digest.list_name)
+        return page("archive.html.j2", issues=issues)
 
     async def archive(request: Request) -> Response:
         with store.transaction(engine) as conn:
             row = store.find_digest(conn, request.path_params["key"])
+            items = store.digest_articles(conn, row["id"]) if row else []
         if row is None:
             return page("message.html.j2", 404, title="Not found", text="No digest by that name.")
-        return HTMLResponse(_neutral(row["html"]))
+        # The web version is the whole digest, even when the email had to be shortened.
+        current = live.current()
+        digest = Digest(
+            key=row["key"],
+            name=current.sender.name,
+            day=row["day"],
+            items=tuple(DigestItem(article, summary) for article, summary in items),
+            intro=current.digest.intro,
+        )
+        rendered = await run_in_threadpool(render, current, digest, whole=True)
+        return HTMLResponse(neutral(rendered.html))
 
     async def unsubscribe(request: Request) -> Response:
         subscriber_id = read_token(key, request.path_params["token"], "unsubscribe")
@@ -71,14 +236,25 @@ def create_app(settings: Settings) -> Starlette:
         return page(
             "message.html.j2",
             title="You are unsubscribed",
-            text=f"You will not receive {settings.sender.name} any more.",
+            text=f"You will not receive {live.current().sender.name} any more.",
         )
+
+    async def home(request: Request) -> Response:
+        operator_here = _is_local(request) or live.current().web.admin_password is not None
+        target = "/preview" if operator_here else "/archive"
+        return RedirectResponse(target, status_code=307)
 
     return Starlette(
         routes=[
-            Route("/", preview),
-            Route("/preview.html", preview_html),
-            Route("/preview.txt", preview_text),
+            Route("/", home),
+            Route("/preview", operator(preview)),
+            Route("/preview/email.html", operator(preview_email)),
+            Route("/preview/email.txt", operator(preview_text)),
+            Route("/preview/email.eml", operator(preview_eml)),
+            Route("/preview/version", operator(version)),
+            Route("/preview/collect", operator(collect_now), methods=["POST"]),
+            Route("/preview/send-test", operator(send_test), methods=["POST"]),
+            Route("/archive", archive_index),
             Route("/archive/{key:path}", archive),
             Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         ]

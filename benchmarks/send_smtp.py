@@ -1,0 +1,238 @@
+"""Send over SMTP: digest's ledger loop and SMTP transport against Postfix's smtp-sink.
+
+    .venv/bin/python benchmarks/send_smtp.py [--messages 10000] [--connections 1 4] [--runs 5]
+
+Needs Postfix's test tools (Debian: `apt-get install postfix`; only smtp-sink and
+smtp-source are used, no Postfix daemon). The script starts smtp-sink on a free local
+port, then for each connection count alternates two measurements on the same sink:
+
+- digest: `deliver_digest` over a fresh ledger of N subscribers in SQLite -- the whole
+  path `digest send` runs: paging, personalizing each ~20 KB copy, SMTP with
+  PIPELINING (and, for comparison, in lock step as smtplib would), ledger writes;
+- reference: `smtp-source -d -s C -m N -l SIZE`, Postfix's C load generator, with the
+  same count, the same size (that of digest's messages) and number of connections.
+
+It prints the median rate of each, their ratio, and the peak memory of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import sqlalchemy as sa  # noqa: E402
+
+from digest import store  # noqa: E402
+from digest.deliver import DeliveryPolicy, deliver_digest  # noqa: E402
+from digest.mail.message import MessageTemplate  # noqa: E402
+from digest.mail.smtp import SmtpConfig, SmtpTransport  # noqa: E402
+from digest.mail.transport import Mailing  # noqa: E402
+from digest.models import Article, Digest, DigestItem, Quote, Subscriber, Summary  # noqa: E402
+from digest.render import Branding, render_digest  # noqa: E402
+from digest.subscribers import make_token  # noqa: E402
+
+FIXTURES = REPO / "tests" / "fixtures" / "summaries"
+BRAND = Branding("The Daily Digest", "1 Example Street, Example City", "https://digest.example.org")
+NAMES = ("Ana Lindgren", "José Núñez", "Zoë Park", "Tom O'Brien", "", "山田 太郎", "Priya Shah")
+KEY = "daily/2026-11-28"
+SECRET = "benchmark-secret"  # noqa: S105 (signs made-up unsubscribe links)
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise SystemExit(f"{name} not found; install Postfix's tools: apt-get install postfix")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def template_of_size(size: int) -> tuple[MessageTemplate, int]:
+    """A digest of real stories (the summarizer's fixtures), as many as make ~`size` bytes."""
+    paths = sorted(FIXTURES.glob("*.json"))
+    for count in range(1, len(paths) + 1):
+        items = []
+        for path in paths[:count]:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            article = Article(
+                title=data["title"],
+                paragraphs=(data["lead"],),
+                source="Local Desk",
+                url=f"https://news.example.org/{path.stem}",
+                byline=data.get("byline"),
+            )
+            quotes = tuple(Quote(q["text"], q.get("speaker")) for q in data["quotes"][:2])
+            items.append(DigestItem(article, Summary(data["lead"], quotes)))
+        rendered = render_digest(
+            Digest(KEY, "The Daily Digest", date(2026, 11, 28), tuple(items)),
+            BRAND,
+            subject_pattern="{name} — {date}: {headline}",
+        )
+        template = MessageTemplate(
+            rendered,
+            sender_name="The Daily Digest",
+            sender_address="digest@example.org",
+            list_id="The Daily Digest <daily.example.org>",
+            unsubscribe_url="https://digest.example.org/unsubscribe/{token}",
+            unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+            digest_key=KEY,
+            sent_at=datetime.now(UTC),
+        )
+        copy = template.personalize(Subscriber(1, "ana.lindgren@example.org", "Ana"), "t" * 40)
+        if len(copy.data) >= size:
+            return template, len(copy.data)
+    return template, len(copy.data)
+
+
+def make_ledger(folder: Path, messages: int) -> tuple[sa.Engine, int]:
+    engine = store.connect(f"sqlite:///{folder / 'digest.db'}")
+    stamp = store.now()
+    with store.transaction(engine) as conn:
+        conn.execute(
+            store.subscribers.insert(),
+            [
+                {
+                    "email": f"reader{n:06d}@example.org",
+                    "name": NAMES[n % len(NAMES)] or None,
+                    "topics": [],
+                    "status": "active",
+                    "created_at": stamp,
+                    "status_changed_at": stamp,
+                }
+                for n in range(messages)
+            ],
+        )
+        digest_id = store.create_digest(
+            conn, key=KEY, list_name="daily", day=date(2026, 11, 28), subject="s",
+            html="h", text="t", items=[],
+        )  # fmt: skip
+    assert digest_id is not None
+    return engine, digest_id
+
+
+def reset(engine: sa.Engine, digest_id: int) -> None:
+    with store.transaction(engine) as conn:
+        conn.execute(
+            store.deliveries.update()
+            .where(store.deliveries.c.digest_id == digest_id)
+            .values(status="pending", attempts=0, message_id=None, error=None)
+        )
+
+
+def run_digest(
+    engine: sa.Engine, digest_id: int, template: MessageTemplate, port: int, c: int, pipe: bool
+) -> float:
+    reset(engine, digest_id)
+    config = SmtpConfig(
+        host="127.0.0.1", port=port, security="none", sender="digest@example.org",
+        ehlo_name="bench.example.org", pipelining=pipe, max_per_connection=100_000,
+    )  # fmt: skip
+    transport = SmtpTransport(config)
+    started = time.perf_counter()
+    report = deliver_digest(
+        engine,
+        digest_id=digest_id,
+        digest_key=KEY,
+        template=template,
+        transport=transport,
+        token_for=lambda sid: make_token(SECRET, sid, "unsubscribe"),
+        policy=DeliveryPolicy(batch_size=100, concurrency=c),
+    )
+    elapsed = time.perf_counter() - started
+    transport.close()
+    with store.transaction(engine) as conn:
+        counts = store.delivery_counts(conn, digest_id)
+    if counts != {"sent": report.sent}:
+        raise SystemExit(f"not all sent: {counts}; {report.errors[:3]}")
+    return elapsed
+
+
+def run_reference(source: str, port: int, messages: int, size: int, c: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [source, "-d", "-s", str(c), "-m", str(messages), "-l", str(size), f"127.0.0.1:{port}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=20_000, help="about this many bytes each")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    sink, source = tool("smtp-sink"), tool("smtp-source")
+    template, size = template_of_size(args.size)
+    mailing = Mailing(KEY, template, lambda sid: make_token(SECRET, sid, "unsubscribe"))
+    sample = mailing.envelope(Subscriber(7, "reader000007@example.org", "Zoë Park"))
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
+    print(f"{args.messages} messages of {size} bytes each, from digest and from smtp-source")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"Message-ID sample {sample.message_id}, {len(sample.data)} bytes")
+
+    port = free_port()
+    user = ["-u", "postfix"] if os.geteuid() == 0 else []
+    sink_process = subprocess.Popen(
+        [sink, *user, "-c", f"127.0.0.1:{port}", "1000"], stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory() as folder:
+            engine, digest_id = make_ledger(Path(folder), args.messages)
+            for c in args.connections:
+                piped, lockstep, reference = [], [], []
+                for _ in range(args.runs):
+                    piped.append(run_digest(engine, digest_id, template, port, c, True))
+                    reference.append(run_reference(source, port, args.messages, size, c))
+                    lockstep.append(run_digest(engine, digest_id, template, port, c, False))
+                rate = {
+                    name: args.messages / statistics.median(times)
+                    for name, times in [("piped", piped), ("lock", lockstep), ("ref", reference)]
+                }
+                print(f"\n{c} connection(s), median of {args.runs} runs:")
+                print(f"  digest, pipelined      {rate['piped']:8,.0f} messages/s")
+                print(f"  digest, lock step      {rate['lock']:8,.0f} messages/s")
+                print(f"  smtp-source reference  {rate['ref']:8,.0f} messages/s")
+                print(f"  ratio pipelined/reference {rate['piped'] / rate['ref']:.2f}x")
+                print(f"  ratio lock step/reference {rate['lock'] / rate['ref']:.2f}x")
+            engine.dispose()
+    finally:
+        sink_process.terminate()
+        sink_process.wait()
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process, ledger and all: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Mailgun: POST /v3/<domain>/messages with many `to` and recipient-variables, up to 1000.
+
+The parts and the List-Unsubscribe header carry %recipient.x% placeholders that Mailgun
+fills per reader; with recipient-variables each reader gets their own message.
+Reference: https://documentation.mailgun.com/docs/mailgun/user-manual/sending-messages/batch-sending
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import httpx
+
+from digest.mail.api.content import NAME, TOKEN, ApiContent, fill, recipient, values
+from digest.mail.api.http import ApiTransport
+from digest.mail.transport import Mailing, Outcome, sent
+from digest.models import Subscriber
+
+TEXT_VARS = {NAME: "name", TOKEN: "token"}
+HTML_VARS = {NAME: "name_html", TOKEN: "token_html"}
+
+
+def _placeholders(names: dict[str, str]) -> dict[str, str]:
+    return {marker: f"%recipient.{var}%" for marker, var in names.items()}
+
+
+class MailgunTransport(ApiTransport):
+    name = "mailgun"
+    title = "Mailgun"
+    max_batch = 1000
+    default_url = "https://api.mailgun.net"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        domain: str,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        concurrency: int = 4,
+    ) -> None:
+        super().__init__(api_key, base_url=base_url, timeout=timeout, concurrency=concurrency)
+        self.domain = domain
+
+    def auth(self, api_key: str) -> httpx.Auth | None:
+        return httpx.BasicAuth("api", api_key)
+
+    def build(
+        self, content: ApiContent, mailing: Mailing, batch: Sequence[Subscriber]
+    ) -> httpx.Request:
+        variables = {}
+        for subscriber in batch:
+            token = mailing.token_for(subscriber.id)
+            text_values = values(subscriber, token, as_html=False)
+            html_values = values(subscriber, token, as_html=True)
+            variables[subscriber.email] = {
+                **{TEXT_VARS[m]: v for m, v in text_values.items()},
+                **{HTML_VARS[m]: v for m, v in html_values.items()},
+                "subscriber": str(subscriber.id),
+            }
+        data: dict[str, str | list[str]] = {
+            "from": content.sender,
+            "to": [recipient(s) for s in batch],
+            "subject": content.subject,
+            "text": fill(content.text, _placeholders(TEXT_VARS)),
+            "html": fill(content.html, _placeholders(HTML_VARS)),
+            "recipient-variables": json.dumps(variables, ensure_ascii=False),
+            "v:digest": mailing.key,
+            "v:subscriber": "%recipient.subscriber%",
+        }
+        for name, value in content.headers.items():
+            data[f"h:{name}"] = value
+        for name, value in content.personal_headers.items():
+            data[f"h:{name}"] = fill(value, _placeholders(TEXT_VARS))
+        if content.reply_to:
+            data["h:Reply-To"] = content.reply_to
+        return self.client.build_request(
+            "POST", f"/v3/{quote(self.domain, safe='')}/messages", data=data
+        )
+
+    def parse(self, response: httpx.Response, batch: Sequence[Subscriber]) -> list[Outcome]:
+        answer = response.json()
+        message_id = answer.get("id") if isinstance(answer, dict) else None
+        return [sent(message_id)] * len(batch)

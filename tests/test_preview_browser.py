@@ -1,0 +1,109 @@
+"""The preview in real headless Chromium, against a real `digest serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.conftest import REPO
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
+    """`digest collect` then `digest serve` in a subprocess, as an editor would run them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
+    subprocess.run([*base, "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    port = _free_port()
+    process = subprocess.Popen(
+        [*base, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/archive", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("digest serve did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_real_server_answers_preview_and_public_pages(server: str):
+    assert httpx.get(f"{server}/preview").status_code == 200
+    assert "Portvale" in httpx.get(f"{server}/preview/email.html").text
+    assert httpx.get(f"{server}/unsubscribe/forged-token").status_code == 400
+
+
+def test_preview_in_chromium_switches_width_and_shows_text(server: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            page.goto(f"{server}/preview")
+            frame = page.frame_locator("#email")
+            # The first story's headline (its lead also sits, hidden, in the preheader).
+            frame.locator("td:visible", has_text="Portvale replaces late-night").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "preview-desktop.png"), full_page=False)
+            inner = page.frame(url=lambda u: "/preview/email.html" in u)
+            assert inner is not None
+            assert inner.evaluate("window.innerWidth") == 600
+
+            page.click("#mobile")
+            page.wait_for_function(
+                "document.getElementById('email').getBoundingClientRect().width <= 377"
+            )
+            inner = page.frame(url=lambda u: "/preview/email.html" in u)
+            assert inner is not None
+            assert inner.evaluate("window.innerWidth") <= 375
+            overflow = inner.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0
+            page.screenshot(path=str(ARTIFACTS / "preview-mobile.png"), full_page=False)
+
+            page.click("#dark")
+            page.wait_for_function("document.getElementById('email').src.includes('scheme=dark')")
+            page.frame_locator("#email").locator("td:visible", has_text="Portvale").first.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "preview-dark.png"), full_page=False)
+
+            page.click("#text-link")
+            page.wait_for_url("**/preview/email.txt*")
+            assert "TEST DIGEST" in page.content()
+        finally:
+            browser.close()
