@@ -245,17 +245,25 @@ def deliver_digest(
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
-    after, exhausted = 0, False
+    after = 0
+    upcoming: list[Subscriber] | None = None  # read ahead while the workers send
+
+    def next_batch() -> list[Subscriber]:
+        with store.transaction(engine) as conn:
+            return store.pending_deliveries(conn, digest_id, size, after=after)
+
     try:
         while True:
-            while not exhausted and len(in_flight) < workers:
-                with store.transaction(engine) as conn:
-                    batch = store.pending_deliveries(conn, digest_id, size, after=after)
+            while upcoming != [] and len(in_flight) < workers:
+                batch = upcoming if upcoming is not None else next_batch()
+                upcoming = None
                 if not batch:
-                    exhausted = True
+                    upcoming = []
                     break
                 after = batch[-1].id
                 in_flight.add(pool.submit(sender.run, batch))
+            if upcoming is None:
+                upcoming = next_batch()
             if not in_flight:
                 break
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)

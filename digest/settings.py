@@ -215,6 +215,9 @@ class WebSettings(_Section):
         "http://127.0.0.1:8000",
         description="Public URL of `digest serve`, used in unsubscribe and web-view links.",
     )
+    signups_per_hour: int = Field(
+        10, ge=1, le=10_000, description="Sign-up requests one address (IP) may make per hour."
+    )
     admin_password: SecretStr | None = Field(
         None,
         description="Lets the operator pages (preview) answer to other machines, with "

@@ -127,6 +127,18 @@ leases = sa.Table(
 )
 
 
+# Every status change of a subscriber, and each confirmation email sent, with its time:
+# who subscribed, confirmed, unsubscribed or bounced, and when.
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
+    sa.Column("event", sa.String(40), nullable=False),  # a status, or "confirmation_sent"
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _v1_initial(conn: Connection) -> None:
     for table in metadata.sorted_tables:
         if table.name != "schema_version":
@@ -153,11 +165,16 @@ def _v3_source_health(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v4_subscriber_events(conn: Connection) -> None:
+    subscriber_events.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
     _v2_leases,
     _v3_source_health,
+    _v4_subscriber_events,
 )
 
 
@@ -739,13 +756,42 @@ def insert_subscriber(
             status_changed_at=stamp,
         )
     )
-    return _new_id(result)
+    subscriber_id = _new_id(result)
+    record_event(conn, subscriber_id, status)
+    return subscriber_id
 
 
 def update_subscriber(conn: Connection, subscriber_id: int, **values: Any) -> None:
     if "status" in values:
         values["status_changed_at"] = now()
+        record_event(conn, subscriber_id, values["status"])
     conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
+
+
+def record_event(conn: Connection, subscriber_id: int, event: str) -> None:
+    conn.execute(
+        subscriber_events.insert().values(subscriber_id=subscriber_id, event=event, at=now())
+    )
+
+
+def subscriber_history(conn: Connection, subscriber_id: int) -> list[tuple[str, datetime]]:
+    """(event, when) for one subscriber, oldest first."""
+    query = (
+        sa.select(subscriber_events.c.event, subscriber_events.c.at)
+        .where(subscriber_events.c.subscriber_id == subscriber_id)
+        .order_by(subscriber_events.c.at, subscriber_events.c.id)
+    )
+    return [(row.event, row.at) for row in conn.execute(query)]
+
+
+def last_event_at(conn: Connection, subscriber_id: int, event: str) -> datetime | None:
+    query = sa.select(sa.func.max(subscriber_events.c.at)).where(
+        subscriber_events.c.subscriber_id == subscriber_id, subscriber_events.c.event == event
+    )
+    value = conn.scalar(query)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+    return value if isinstance(value, datetime) else None
 
 
 def list_subscribers(conn: Connection, status: str | None = None) -> list[Subscriber]:
@@ -834,6 +880,14 @@ def insert_subscribers(conn: Connection, rows: Sequence[dict[str, Any]]) -> None
     conn.execute(
         subscribers.insert(),
         [{**row, "created_at": stamp, "status_changed_at": stamp} for row in rows],
+    )
+    conn.execute(
+        subscriber_events.insert().from_select(
+            ["subscriber_id", "event", "at"],
+            sa.select(subscribers.c.id, subscribers.c.status, subscribers.c.created_at).where(
+                subscribers.c.email.in_([row["email"] for row in rows])
+            ),
+        )
     )
 
 

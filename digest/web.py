@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from digest.pipeline import open_store, render
 from digest.preview import article_details, build_preview, dark_variant, draft_version
 from digest.render import template_environment
 from digest.settings import Settings, load_settings
+from digest.signup import confirm_subscription, request_subscription
 from digest.subscribers import read_token, secret_key
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -89,9 +92,28 @@ def _password_ok(request: Request, password: str) -> bool:
     return hmac.compare_digest(given.encode(), password.encode())
 
 
+class _PerClientLimit:
+    """At most `limit` requests per client address in a sliding hour (in this process)."""
+
+    def __init__(self, limit: int, window: float = 3600.0) -> None:
+        self.limit, self.window = limit, window
+        self.seen: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        times = self.seen.setdefault(client, deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        if len(times) >= self.limit:
+            return False
+        times.append(now)
+        return True
+
+
 def create_app(settings: Settings, config_file: Path | None = None) -> Starlette:
     """Build the ASGI app; `digest preview`, `digest serve` and the tests use this one."""
     live = _Live(settings, config_file)
+    signups = _PerClientLimit(settings.web.signups_per_hour)
     engine = open_store(settings)
     key, _created = secret_key(settings)
 
@@ -239,6 +261,67 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
             text=f"You will not receive {live.current().sender.name} any more.",
         )
 
+    def topics() -> list[str]:
+        return sorted({tag for source in live.current().sources for tag in source.tags})
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return page("subscribe.html.j2", topics=topics(), error="", email="")
+        client = request.client.host if request.client else "unknown"
+        if not signups.allow(client):
+            return page(
+                "message.html.j2",
+                429,
+                title="Too many requests",
+                text="Please wait a while before signing up again.",
+            )
+        form = await request.form()
+        email = str(form.get("email", "")).strip()
+        chosen = [str(t) for t in form.getlist("topics") if str(t) in topics()]
+        try:
+            await run_in_threadpool(
+                request_subscription,
+                live.current(),
+                engine,
+                email,
+                name=str(form.get("name", "")) or None,
+                topics=chosen,
+            )
+        except DigestError as exc:
+            if "not a valid email" not in str(exc) and "control characters" not in str(exc):
+                raise
+            return page(
+                "subscribe.html.j2",
+                400,
+                topics=topics(),
+                email=email,
+                error="That does not look like an email address; please check it.",
+            )
+        # The same answer whether the address was new, pending or already subscribed.
+        return page(
+            "message.html.j2",
+            title="Check your inbox",
+            text="If that address can be subscribed, a confirmation link is on its way. "
+            "The link confirms your subscription.",
+        )
+
+    async def confirm(request: Request) -> Response:
+        subscriber = await run_in_threadpool(
+            confirm_subscription, live.current(), engine, request.path_params["token"]
+        )
+        if subscriber is None or subscriber.status != "active":
+            return page(
+                "message.html.j2",
+                400,
+                title="This link is not valid",
+                text="The confirmation link is damaged or incomplete. Please sign up again.",
+            )
+        return page(
+            "message.html.j2",
+            title="You are subscribed",
+            text=f"Thank you. {live.current().sender.name} will arrive with the next digest.",
+        )
+
     async def home(request: Request) -> Response:
         operator_here = _is_local(request) or live.current().web.admin_password is not None
         target = "/preview" if operator_here else "/archive"
@@ -257,5 +340,7 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
             Route("/archive", archive_index),
             Route("/archive/{key:path}", archive),
             Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+            Route("/subscribe", subscribe, methods=["GET", "POST"]),
+            Route("/confirm/{token}", confirm),
         ]
     )

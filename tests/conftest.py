@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from digest.settings import Settings, load_settings
@@ -90,3 +93,39 @@ def cli(tmp_path: Path, config_file: Path) -> CLI:
         )
 
     return run
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
+    """`digest collect` then `digest serve` in a subprocess, as an editor would run them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
+    subprocess.run([*base, "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    port = _free_port()
+    process = subprocess.Popen(
+        [*base, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{url}/archive", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("digest serve did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -12,6 +12,7 @@ from digest.subscribers import (
     add_subscriber,
     import_csv,
     make_token,
+    normalize_email,
     read_token,
     remove_subscriber,
     secret_key,
@@ -109,3 +110,44 @@ def test_secret_key_is_generated_once_with_private_permissions(settings):
     path = settings.data_dir / "secret_key"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert secret_key(settings) == (key, False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ana@example.org",
+        "Ana.Lindgren+news@Example.ORG",
+        "o'brien@example.co.uk",
+        "x@sub-domain.example.com",
+        "a..b@example.org",
+        ".a@example.org",
+        "a@-example.org",
+        "a@example",
+        "a@example.test",
+        "a@example.local",
+        "a@localhost",
+        "a@123.456",
+        "josé@example.org",
+        "a@exämple.org",
+        '"quoted local"@example.org',
+        "a@example.org.",
+        "toolong" + "x" * 60 + "@example.org",
+        "a@" + "b" * 64 + ".org",
+    ],
+)
+def test_fast_path_agrees_with_email_validator(address):
+    """Plain addresses skip email-validator on import; both must always agree."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        result = validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        expected = None
+    else:
+        local, _, domain = result.normalized.rpartition("@")
+        expected = f"{local.lower()}@{domain.lower()}"
+    try:
+        got: str | None = normalize_email(address)
+    except DigestError:
+        got = None
+    assert got == expected

@@ -170,3 +170,16 @@ def test_archive_lists_sent_digests_without_personal_tokens(settings, client):
     assert "Portvale" in page.text and "@@digest" not in page.text
     assert "Hello Ana" not in page.text and "/unsubscribe/" not in page.text
     assert client.get("/archive/daily/1999-01-01").status_code == 404
+
+
+def test_send_test_form_sends_one_copy_and_records_no_delivery(settings, client):
+    engine = open_store(settings)
+    collect_sources(settings, engine)
+    response = client.post("/preview/send-test", data={"to": "editor@example.org"})
+    assert response.status_code == 200
+    copies = list(settings.outbox_path.rglob("editor@example.org.eml"))
+    assert len(copies) == 1 and "test" in str(copies[0])
+    with store.transaction(engine) as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(store.deliveries)) == 0
+    bad = client.post("/preview/send-test", data={"to": "nope"})
+    assert "not a valid email" in bad.text
