@@ -12,7 +12,9 @@ port, then for each connection count alternates two measurements on the same sin
 - reference: `smtp-source -d -s C -m N -l SIZE`, Postfix's C load generator, with the
   same count, the same size (that of digest's messages) and number of connections.
 
-It prints the median rate of each, their ratio, and the peak memory of this process.
+It prints the median rate of each, their ratio, the CPU time each spends per message
+(which, unlike the rates, does not depend on what else the machine is doing), and the
+peak memory of this process.
 """
 
 from __future__ import annotations
@@ -140,14 +142,15 @@ def reset(engine: sa.Engine, digest_id: int) -> None:
 
 def run_digest(
     engine: sa.Engine, digest_id: int, template: MessageTemplate, port: int, c: int, pipe: bool
-) -> float:
+) -> tuple[float, float]:
+    """Seconds of wall-clock and of this process's CPU time to send every message."""
     reset(engine, digest_id)
     config = SmtpConfig(
         host="127.0.0.1", port=port, security="none", sender="digest@example.org",
         ehlo_name="bench.example.org", pipelining=pipe, max_per_connection=100_000,
     )  # fmt: skip
     transport = SmtpTransport(config)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = deliver_digest(
         engine,
         digest_id=digest_id,
@@ -157,23 +160,27 @@ def run_digest(
         token_for=lambda sid: make_token(SECRET, sid, "unsubscribe"),
         policy=DeliveryPolicy(batch_size=100, concurrency=c),
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     transport.close()
     with store.transaction(engine) as conn:
         counts = store.delivery_counts(conn, digest_id)
     if counts != {"sent": report.sent}:
         raise SystemExit(f"not all sent: {counts}; {report.errors[:3]}")
-    return elapsed
+    return elapsed, cpu
 
 
-def run_reference(source: str, port: int, messages: int, size: int, c: int) -> float:
+def run_reference(source: str, port: int, messages: int, size: int, c: int) -> tuple[float, float]:
+    """Seconds of wall-clock and of smtp-source's CPU time to send every message."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [source, "-d", "-s", str(c), "-m", str(messages), "-l", str(size), f"127.0.0.1:{port}"],
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -210,21 +217,27 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             engine, digest_id = make_ledger(Path(folder), args.messages)
             for c in args.connections:
-                piped, lockstep, reference = [], [], []
+                piped: list[tuple[float, float]] = []
+                lockstep: list[tuple[float, float]] = []
+                reference: list[tuple[float, float]] = []
                 for _ in range(args.runs):
                     piped.append(run_digest(engine, digest_id, template, port, c, True))
                     reference.append(run_reference(source, port, args.messages, size, c))
                     lockstep.append(run_digest(engine, digest_id, template, port, c, False))
-                rate = {
-                    name: args.messages / statistics.median(times)
-                    for name, times in [("piped", piped), ("lock", lockstep), ("ref", reference)]
-                }
+                runs = {"piped": piped, "lock": lockstep, "ref": reference}
+                n = args.messages
+                rate = {k: n / statistics.median(wall for wall, _ in v) for k, v in runs.items()}
+                cpu = {k: statistics.median(used for _, used in v) / n for k, v in runs.items()}
                 print(f"\n{c} connection(s), median of {args.runs} runs:")
                 print(f"  digest, pipelined      {rate['piped']:8,.0f} messages/s")
                 print(f"  digest, lock step      {rate['lock']:8,.0f} messages/s")
                 print(f"  smtp-source reference  {rate['ref']:8,.0f} messages/s")
                 print(f"  ratio pipelined/reference {rate['piped'] / rate['ref']:.2f}x")
                 print(f"  ratio lock step/reference {rate['lock'] / rate['ref']:.2f}x")
+                print(
+                    f"  CPU per message: digest pipelined {cpu['piped'] * 1e6:.0f} us, "
+                    f"lock step {cpu['lock'] * 1e6:.0f} us, smtp-source {cpu['ref'] * 1e6:.0f} us"
+                )
             engine.dispose()
     finally:
         sink_process.terminate()

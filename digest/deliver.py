@@ -262,7 +262,9 @@ def deliver_digest(
                     break
                 after = batch[-1].id
                 in_flight.add(pool.submit(sender.run, batch))
-            if upcoming is None:
+            if upcoming is None and workers > 1:
+                # Read ahead while the workers send; a lone worker would only wait for
+                # the interpreter lock while this thread holds it.
                 upcoming = next_batch()
             if not in_flight:
                 break

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Signer
 from sqlalchemy.engine import Engine
 
 from digest import store
@@ -354,19 +354,21 @@ def secret_key(settings: Settings) -> tuple[str, bool]:
 
 
 @lru_cache(maxsize=8)
-def _serializer(key: str, purpose: str) -> URLSafeSerializer:
-    return URLSafeSerializer(key, salt=f"digest.{purpose}")
+def _signer(key: str, purpose: str) -> Signer:
+    # A bare signed id ("42.<signature>"): URL-safe, short, and a third of the cost of a
+    # serialized payload -- it is made once per message sent.
+    return Signer(key, salt=f"digest.{purpose}")
 
 
 def make_token(key: str, subscriber_id: int, purpose: str) -> str:
     """A URL-safe token naming the subscriber, signed for one purpose (e.g. unsubscribe)."""
-    return str(_serializer(key, purpose).dumps(subscriber_id))
+    return _signer(key, purpose).sign(str(subscriber_id)).decode("ascii")
 
 
 def read_token(key: str, token: str, purpose: str) -> int | None:
     """The subscriber id in a token, or None when it was forged, altered or misused."""
     try:
-        value = _serializer(key, purpose).loads(token)
-    except BadSignature:
+        value = _signer(key, purpose).unsign(token).decode("ascii")
+    except (BadSignature, UnicodeError):
         return None
-    return value if isinstance(value, int) else None
+    return int(value) if value.isdigit() else None

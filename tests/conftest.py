@@ -16,6 +16,19 @@ import pytest
 from digest.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
+# Debian's Chromium, driven by Playwright (which never downloads a browser of its own here).
+CHROMIUM = os.environ.get("DIGEST_CHROMIUM", "/usr/bin/chromium")
+# Without the background-networking flags Chromium phones home at start; tests must not
+# touch the network at all.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SAMPLES = REPO / "config" / "samples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

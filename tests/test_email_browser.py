@@ -24,23 +24,12 @@ from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 from digest.mail.message import MessageTemplate
 from digest.models import Subscriber
 from digest.render import render_digest
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.golden.sample import BRAND, golden_digest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "email"
 DOCS = REPO / "docs"
-CHROMIUM = os.environ.get("DIGEST_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium phones home at start, and this test
-# must not touch the network at all.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EMAIL_URL = "https://mail.example.net/message/1"  # a webmail page, as far as Chromium knows
 PLAIN_URL = "https://mail.example.net/message/2"  # the same email without a logo
 LOGO_URL = "https://digest.example.org/static/logo.png"

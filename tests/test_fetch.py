@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.httpserver"]  # the http_server fixture
 
-FAST = CollectSettings(timeout=0.5, max_bytes=64 * 1024, concurrency=8, per_host=4)
+FAST = CollectSettings(timeout=1, max_bytes=64 * 1024, concurrency=8, per_host=4)
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title></channel></rss>"
 
 
@@ -63,7 +63,7 @@ def test_a_server_that_stalls_is_given_up_after_the_timeout(http_server: LocalSe
     assert got.status is None
     assert (
         got.error
-        == f"{http_server.url('/slow')} did not answer within 0.5 s; it is tried again next run."
+        == f"{http_server.url('/slow')} did not answer within 1 s; it is tried again next run."
     )
 
 

@@ -33,7 +33,9 @@ from digest.errors import DigestError
 from digest.settings import Settings, SourceSettings
 
 T = TypeVar("T")
-POOL_FROM_FEEDS = 12  # fewer feeds parse faster in this process than a pool starts
+# Fewer feeds parse sooner here than worker processes start (about a second of CPU);
+# the pool also starts only when a feed has changed, so an all-304 run never pays for it.
+POOL_FROM_FEEDS = 40
 BATCH_WINDOW = 0.25  # seconds a finished source may wait to share a transaction
 
 
