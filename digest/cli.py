@@ -293,13 +293,13 @@ def summarize(
 
     Example: digest summarize config/samples/articles/01-harbor-ferry.txt --json
     """
-    from digest.collect.pages import read_article
+    from digest.collect.article import read_article
     from digest.models import Article
     from digest.summarize import all_quotes as every_quote
     from digest.summarize import summarize as summarize_article
 
     settings = _settings(ctx)
-    clean = read_article(path)
+    clean = read_article(path, settings.collect)
     article = Article(
         title=clean.title,
         subtitle=clean.subtitle,

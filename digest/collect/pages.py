@@ -8,15 +8,11 @@ scraped text then takes apart (captions and credits survive extraction on many s
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-import httpx
 import trafilatura
 
 from digest.collect.textclean import clean_text
-from digest.errors import DigestError
 from digest.models import CleanText
 
 
@@ -52,34 +48,3 @@ def extract_page(
         byline=byline or None,
         paragraphs=clean.paragraphs,
     )
-
-
-def read_article(location: str, timeout: float = 20.0) -> CleanText:
-    """One article from a URL, a file (.txt scraped text or .html page) or '-' (stdin)."""
-    if location.startswith(("http://", "https://")):
-        from digest.collect.feeds import USER_AGENT
-
-        try:
-            response = httpx.get(
-                location, timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
-            )
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise DigestError(f"Could not fetch {location}: {exc}; check the URL.") from None
-        page = extract_page(response.text, str(response.url))
-        if page is None:
-            raise DigestError(f"No article text found at {location}.")
-        return page
-    if location == "-":
-        return clean_text(sys.stdin.read())
-    path = Path(location)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise DigestError(f"Cannot read {location}: {exc.strerror}.") from None
-    if path.suffix.lower() in (".html", ".htm"):
-        page = extract_page(text)
-        if page is None:
-            raise DigestError(f"No article text found in {location}.")
-        return page
-    return clean_text(text)
