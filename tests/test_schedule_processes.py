@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +26,19 @@ from tests.conftest import SAMPLES, write_config
 TIMEOUT = 120.0
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_scheduler_outlives_its_test() -> Iterator[None]:
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:  # a failed test left it running
+            process.kill()
+            process.wait(timeout=30)
+
+
 class Scheduler:
     """One `digest schedule` process; its log lines are read as they come."""
 
@@ -38,6 +52,7 @@ class Scheduler:
             stderr=subprocess.PIPE,
             text=True,
         )
+        _STARTED.append(self.process)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -65,6 +80,19 @@ class Scheduler:
             if found := re.search(pattern, line):
                 return found
         raise AssertionError(f"no {pattern!r} within {TIMEOUT} s:\n" + "\n".join(self.lines))
+
+    def seen(self, pattern: str) -> re.Match[str] | None:
+        """A line read so far that matches, without waiting."""
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._queue.put(None)  # keep the end marker for finish()
+                break
+            self.lines.append(line)
+        return next((m for line in self.lines if (m := re.search(pattern, line))), None)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.process.send_signal(signum)
@@ -136,10 +164,21 @@ def test_two_scheduler_processes_on_one_sqlite_file_send_one_digest_per_key(tmp_
         due = [p.wait_for(r"event=scheduler\.start .*due=(\S+)")[1] for p in (first, second)]
         for process in (first, second):
             process.wait_for(r"event=job\.wait job=resume ")
+    # "resume" is each process's own; the stored jobs are shared, and whichever scheduler
+    # reaches one first runs it (the other then finds it no longer due).
     for process, jobs in zip((first, second), due, strict=True):
-        for job in jobs.split(","):
-            ended = process.wait_for(rf"event=job\.(end|error) job={job} ")
+        if "resume" in jobs.split(","):
+            ended = process.wait_for(r"event=job\.(end|error) job=resume ")
             assert ended[1] == "end", "\n".join(process.lines)
+    shared = {job for jobs in due for job in jobs.split(",") if job != "resume"}
+    for job in shared:
+        pattern = rf"event=job\.(end|error) job={job} "
+        deadline = time.monotonic() + TIMEOUT
+        while not any(p.seen(pattern) for p in (first, second)):
+            assert time.monotonic() < deadline, f"{job} never ended"
+            time.sleep(0.1)
+        ends = [m for p in (first, second) if (m := p.seen(pattern))]
+        assert all(m[1] == "end" for m in ends), "\n".join(first.lines + second.lines)
     assert first.stop(signal.SIGTERM) == 0
     assert second.stop(signal.SIGINT) == 0
 
