@@ -29,7 +29,7 @@ from digest import store
 from digest.errors import DigestError
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
-from digest.mail.transport import Mailing, Outcome, Transport
+from digest.mail.transport import Mailing, Outcome, Transport, skipped
 from digest.models import Subscriber
 from digest.settings import DeliverySettings
 
@@ -122,6 +122,9 @@ class _Tally:
                 elif outcome.status == "sent":
                     self.sent += 1
                     continue
+                elif outcome.status == "skipped":
+                    self.skipped += 1
+                    continue
                 else:
                     self.failed += 1
                 if len(self.errors) < _KEPT_ERRORS:
@@ -146,14 +149,15 @@ class _Sender:
     def __init__(
         self,
         transport: Transport,
-        mailing: Mailing,
+        mailing: Mailing | Callable[[Subscriber], Mailing | None],
         policy: DeliveryPolicy,
         pacer: Pacer,
         tally: _Tally,
         record: Callable[[list[Row]], None],
     ) -> None:
         self.transport = transport
-        self.mailing = mailing
+        # One mailing for everyone, or one per reader's topics (None: nothing for them).
+        self.mailing_for = mailing if callable(mailing) else (lambda _s: mailing)
         self.policy = policy
         self.pacer = pacer
         self.tally = tally
@@ -168,7 +172,7 @@ class _Sender:
         for attempt in itertools.count(1):
             if self.bucket:
                 self.bucket.take(len(remaining))
-            outcomes = self.transport.deliver(self.mailing, remaining)
+            outcomes = self._deliver(remaining)
             pairs = list(zip(remaining, outcomes, strict=True))
             done = [(s, o) for s, o in pairs if o.status != "retry"]
             later = [(s, o) for s, o in pairs if o.status == "retry"]
@@ -203,10 +207,29 @@ class _Sender:
             remaining = [s for s, _ in later]
         raise AssertionError("unreachable")  # pragma: no cover (itertools.count never ends)
 
+    def _deliver(self, batch: Sequence[Subscriber]) -> list[Outcome]:
+        """One transport call per distinct mailing in the batch, outcomes in batch order."""
+        groups: dict[int, tuple[Mailing | None, list[int]]] = {}
+        for index, subscriber in enumerate(batch):
+            mailing = self.mailing_for(subscriber)
+            groups.setdefault(id(mailing), (mailing, []))[1].append(index)
+        outcomes: list[Outcome] = [skipped("") for _ in batch]
+        for mailing, indexes in groups.values():
+            if mailing is None:
+                for index in indexes:
+                    outcomes[index] = skipped("no stories in their topics today")
+                continue
+            sent = self.transport.deliver(mailing, [batch[i] for i in indexes])
+            for index, outcome in zip(indexes, sent, strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
 
 def _row(subscriber: Subscriber, outcome: Outcome) -> Row:
     if outcome.status == "sent":
         return (subscriber.id, "sent", outcome.detail, None)
+    if outcome.status == "skipped":
+        return (subscriber.id, "skipped", None, outcome.detail)
     return (subscriber.id, "failed", None, outcome.detail)
 
 
@@ -218,12 +241,15 @@ def deliver_digest(
     template: MessageTemplate,
     transport: Transport,
     token_for: Callable[[int], str],
+    for_topics: Callable[[tuple[str, ...]], MessageTemplate | None] | None = None,
     policy: DeliveryPolicy | None = None,
     batch_size: int | None = None,
     on_batch: Callable[[DeliveryReport], None] | None = None,
 ) -> DeliveryReport:
     """Send every pending delivery of the digest; return what happened in this run.
 
+    `for_topics` gives the message for readers who chose topics (None when their topics
+    have no stories today); it is asked once per distinct set of topics.
     `on_batch` gets the running totals after each batch (for a progress bar);
     `batch_size`, when given, overrides the policy's.
     """
@@ -240,8 +266,22 @@ def deliver_digest(
             refused = [sid for sid, status, _, _ in rows if status == "failed"]
             store.mark_bounced(conn, refused, policy.bounce_threshold)
 
-    mailing = Mailing(digest_key, template, token_for)
-    sender = _Sender(transport, mailing, policy, pacer, tally, record)
+    everyone = Mailing(digest_key, template, token_for)
+    variants: dict[tuple[str, ...], Mailing | None] = {}
+    variants_lock = Lock()
+
+    def mailing_for(subscriber: Subscriber) -> Mailing | None:
+        if not subscriber.topics or for_topics is None:
+            return everyone
+        with variants_lock:  # render each topic set once, whichever worker asks first
+            if subscriber.topics not in variants:
+                chosen = for_topics(subscriber.topics)
+                variants[subscriber.topics] = (
+                    Mailing(digest_key, chosen, token_for) if chosen else None
+                )
+            return variants[subscriber.topics]
+
+    sender = _Sender(transport, mailing_for, policy, pacer, tally, record)
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from digest import store
 from digest.collect import SourceReport, collect_sources
-from digest.compose import compose_digest, digest_key
+from digest.compose import compose_digest, digest_key, for_topics
 from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest, send_test
 from digest.errors import DigestError
 from digest.lease import with_pipeline_lease
@@ -24,7 +24,7 @@ from digest.mail import open_transport
 from digest.mail.dkim import DkimSigner, load_signer
 from digest.mail.message import MessageTemplate
 from digest.mail.transport import Mailing
-from digest.models import Digest, RenderedDigest, Subscriber
+from digest.models import Digest, DigestItem, RenderedDigest, Subscriber
 from digest.render import HTML_BUDGET_BYTES, Branding, render_digest
 from digest.settings import Settings
 from digest.subscribers import make_token, normalize_email, secret_key
@@ -205,11 +205,35 @@ def deliver_pending(
             template=message_template(settings, row, stored),
             transport=transport,
             token_for=lambda sid: make_token(key_secret, sid, "unsubscribe"),
+            for_topics=topic_variant(settings, engine, row),
             policy=DeliveryPolicy.from_settings(settings.delivery),
             on_batch=on_batch,
         )
     finally:
         transport.close()
+
+
+def topic_variant(
+    settings: Settings, engine: Engine, row: dict[str, Any]
+) -> Callable[[tuple[str, ...]], MessageTemplate | None]:
+    """The stored digest cut down to a set of topics, rendered once per set asked for."""
+
+    def build(topics: tuple[str, ...]) -> MessageTemplate | None:
+        with store.transaction(engine) as conn:
+            stored = store.digest_articles(conn, row["id"])
+        digest = Digest(
+            key=row["key"],
+            name=settings.sender.name,
+            day=row["day"],
+            items=tuple(DigestItem(article, summary) for article, summary in stored),
+            intro=settings.digest.intro,
+        )
+        chosen = for_topics(digest, topics)
+        if not chosen.items:
+            return None  # nothing in their topics today: no email rather than an empty one
+        return message_template(settings, row, render(settings, chosen))
+
+    return build
 
 
 @with_pipeline_lease  # the same pending rows must never go out from two processes

@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 from digest.mail.message import Envelope, MessageTemplate
 from digest.models import Subscriber
 
-Status = Literal["sent", "failed", "retry"]
+Status = Literal["sent", "failed", "retry", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,11 @@ class Outcome:
 
 def sent(message_id: str | None) -> Outcome:
     return Outcome("sent", message_id)
+
+
+def skipped(reason: str) -> Outcome:
+    """Nothing to send this reader (their topics had no stories); not a failure."""
+    return Outcome("skipped", reason)
 
 
 def failed(reason: str) -> Outcome:
