@@ -152,6 +152,15 @@ def run_digest(
         if not digest.items and settings.schedule.skip_when_empty:
             report.notes.append("No new articles since the last digest; nothing to send.")
             return report
+        with store.transaction(engine) as conn:
+            readers = store.subscriber_counts(conn).get("active", 0)
+        if readers == 0:
+            # Composing now would use up today's articles on a digest nobody receives.
+            report.notes.append(
+                "No active subscribers, so nothing was composed: add some with "
+                "`digest subscribers add` or `digest subscribers import FILE.csv`."
+            )
+            return report
         rendered = render(settings, digest)
         report.warnings.extend(rendered.warnings)
         with store.transaction(engine) as conn:

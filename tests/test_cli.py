@@ -180,3 +180,14 @@ def test_summarize_an_article_url_from_a_local_server(cli):
         assert "Traceback" not in missing.stderr
     finally:
         server.shutdown()
+
+
+def test_run_without_subscribers_composes_nothing_and_says_what_to_do(cli, tmp_path):
+    first = cli("run")
+    assert first.returncode == 0
+    assert "No active subscribers" in first.stdout and "subscribers import" in first.stdout
+    # The articles are still there for the first real digest.
+    assert cli("subscribers", "import", str(SAMPLES / "subscribers.csv")).returncode == 0
+    second = cli("run")
+    assert re.search(r"Messages written now\s*│\s*3", second.stdout)
+    assert re.search(r"Articles in digest\s*│\s*10", second.stdout)
