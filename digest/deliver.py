@@ -15,6 +15,7 @@ it even that is harmless.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 import time
@@ -154,7 +155,10 @@ class _Sender:
         pacer: Pacer,
         tally: _Tally,
         record: Callable[[list[Row]], None],
+        *,
+        then: str = "Undelivered messages stay pending; run `digest send` to continue.",
     ) -> None:
+        self.then = then  # what the user can do when the server stays out of reach
         self.transport = transport
         # One mailing for everyone, or one per reader's topics (None: nothing for them).
         self.mailing_for = mailing if callable(mailing) else (lambda _s: mailing)
@@ -190,8 +194,7 @@ class _Sender:
                 final.extend(later)
                 if attempt > self.policy.retries and all(o.unavailable for _, o in later):
                     raise DigestError(
-                        f"Giving up after {attempt} attempts: {later[-1][1].detail}. "
-                        "Undelivered messages stay pending; run `digest send` to continue."
+                        f"Giving up after {attempt} attempts: {later[-1][1].detail}. {self.then}"
                     )
                 return final
             retry_after = max((o.retry_after or 0.0 for _, o in later), default=0.0)
@@ -328,9 +331,18 @@ def send_test(
     policy: DeliveryPolicy | None = None,
 ) -> Outcome:
     """Send one copy to one address, retried like any other but never recorded."""
-    pacer = Pacer(test_mode=(policy or DeliveryPolicy()).test_mode)
+    policy = policy or DeliveryPolicy()
+    # A test send answers while someone waits: one retry, not the full backoff ladder.
+    policy = dataclasses.replace(policy, retries=min(policy.retries, 1))
+    pacer = Pacer(test_mode=policy.test_mode)
     sender = _Sender(
-        transport, mailing, policy or DeliveryPolicy(), pacer, _Tally(0, pacer), lambda _r: None
+        transport,
+        mailing,
+        policy,
+        pacer,
+        _Tally(0, pacer),
+        lambda _r: None,
+        then="Nothing was sent; check the delivery settings.",
     )
     [(_, outcome)] = sender.run([subscriber])
     return outcome
