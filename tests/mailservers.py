@@ -41,6 +41,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest
+from digest.mail.transport import Transport
+
 USER, PASSWORD = "digest", "s3cret-Pa55"
 
 # -- certificates ------------------------------------------------------------------------
@@ -623,3 +626,24 @@ def make_ledger(
 
 def token_for(subscriber_id: int) -> str:
     return f"tok-{subscriber_id}"
+
+
+def deliver_through(ledger: Ledger, transport: Transport, policy: DeliveryPolicy) -> DeliveryReport:
+    """Send the ledger's digest through a transport, then close it."""
+    try:
+        return deliver_digest(
+            ledger.engine,
+            digest_id=ledger.digest_id,
+            digest_key=ledger.key,
+            template=ledger.template,
+            transport=transport,
+            token_for=token_for,
+            policy=policy,
+        )
+    finally:
+        transport.close()
+
+
+def everyone(count: int) -> Counter[str]:
+    """Each of the ledger's `count` readers, once: what a correct run delivers."""
+    return Counter({f"r{n:04d}@example.org": 1 for n in range(count)})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest import store
-from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest
+from digest.deliver import DeliveryPolicy, DeliveryReport
 from digest.errors import DigestError
 from digest.mail.api import MailgunTransport, PostmarkTransport, SendGridTransport
 from digest.mail.api.http import ApiTransport, retry_after
@@ -21,6 +21,8 @@ from tests.mailservers import (
     API_KEY,
     Ledger,
     ProviderServer,
+    deliver_through,
+    everyone,
     make_ledger,
     provider_server,
     token_for,
@@ -45,22 +47,7 @@ def transport(provider: str, base_url: str, key: str = API_KEY) -> ApiTransport:
 
 
 def deliver(ledger: Ledger, api: ApiTransport, policy: DeliveryPolicy = FAST) -> DeliveryReport:
-    try:
-        return deliver_digest(
-            ledger.engine,
-            digest_id=ledger.digest_id,
-            digest_key=ledger.key,
-            template=ledger.template,
-            transport=api,
-            token_for=token_for,
-            policy=policy,
-        )
-    finally:
-        api.close()
-
-
-def everyone(count: int) -> Counter[str]:
-    return Counter({f"r{n:04d}@example.org": 1 for n in range(count)})
+    return deliver_through(ledger, api, policy)
 
 
 def mime_copy(ledger: Ledger, email: str) -> EmailMessage:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from digest import store
-from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest
+from digest.deliver import DeliveryPolicy, DeliveryReport
 from digest.errors import DigestError
 from digest.mail.smtp import SmtpConfig, SmtpTransport
 from digest.mail.transport import Mailing
@@ -21,6 +21,8 @@ from tests.mailservers import (
     Certificates,
     Ledger,
     SmtpServer,
+    deliver_through,
+    everyone,
     make_certificates,
     make_ledger,
     smtp_server,
@@ -49,23 +51,7 @@ def config(server: SmtpServer, certs: Certificates | None = None, **changes: Any
 
 
 def deliver(ledger: Ledger, smtp: SmtpConfig, policy: DeliveryPolicy = FAST) -> DeliveryReport:
-    transport = SmtpTransport(smtp)
-    try:
-        return deliver_digest(
-            ledger.engine,
-            digest_id=ledger.digest_id,
-            digest_key=ledger.key,
-            template=ledger.template,
-            transport=transport,
-            token_for=token_for,
-            policy=policy,
-        )
-    finally:
-        transport.close()
-
-
-def everyone(count: int) -> Counter[str]:
-    return Counter({f"r{n:04d}@example.org": 1 for n in range(count)})
+    return deliver_through(ledger, SmtpTransport(smtp), policy)
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "lockstep"])
