@@ -181,12 +181,25 @@ def run_digest(
         with store.transaction(engine) as conn:
             report.articles = len(store.digest_articles(conn, row["id"]))
 
+    return _deliver_into(report, settings, engine, row, key_secret, on_batch, on_deliveries)
+
+
+def _deliver_into(
+    report: RunReport,
+    settings: Settings,
+    engine: Engine,
+    row: dict[str, Any],
+    key_secret: str,
+    on_batch: Callable[[DeliveryReport], None] | None,
+    on_deliveries: Callable[[int], None] | None,
+) -> RunReport:
+    """Deliver what is pending of a stored digest and fill in the run's report."""
     with store.transaction(engine) as conn:
         pending = store.delivery_counts(conn, row["id"]).get("pending", 0)
     if on_deliveries:
         on_deliveries(pending)
     if pending == 0:
-        report.notes.append(f"Digest {key} was already delivered; nothing new to write.")
+        report.notes.append(f"Digest {row['key']} was already delivered; nothing new to send.")
     if settings.delivery.backend == "outbox":
         report.outbox = settings.outbox_path
     report.delivery = deliver_pending(settings, engine, row, key_secret, on_batch=on_batch)
@@ -269,18 +282,8 @@ def send_digest(
     report = RunReport(key=row["key"])
     with store.transaction(engine) as conn:
         report.articles = len(store.digest_articles(conn, row["id"]))
-        pending = store.delivery_counts(conn, row["id"]).get("pending", 0)
-    if on_deliveries:
-        on_deliveries(pending)
-    if pending == 0:
-        report.notes.append(f"Digest {row['key']} was already delivered; nothing new to send.")
-    if settings.delivery.backend == "outbox":
-        report.outbox = settings.outbox_path
     key_secret, _ = secret_key(settings)
-    report.delivery = deliver_pending(settings, engine, row, key_secret, on_batch=on_batch)
-    with store.transaction(engine) as conn:
-        report.counts = store.delivery_counts(conn, row["id"])
-    return report
+    return _deliver_into(report, settings, engine, row, key_secret, on_batch, on_deliveries)
 
 
 def send_test_copy(settings: Settings, address: str, key: str | None = None) -> str:
