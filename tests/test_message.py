@@ -313,3 +313,19 @@ def test_the_pipeline_builds_the_message_from_settings(settings: Settings, rsa_k
     message = _parse(data)
     assert message["Reply-To"] == "desk@example.org"
     assert message["List-Unsubscribe"].startswith("<https://digest.example.org/unsubscribe/tok>")
+
+
+@pytest.mark.parametrize("name", ["Zoë", ".dot leading name", "." * 80])
+def test_no_line_starts_with_a_dot_so_smtp_need_not_scan(name):
+    # Dots at the start of a text line, right after a 75-column cut, and in the values.
+    body = "\n".join([".starts with a dot", "x" * 74 + ".y", "é" * 24 + "." * 40, "."])
+    html_body = f"<p>{'a' * 74}.b {NAME_TOKEN}</p>\n.<p>{UNSUBSCRIBE_TOKEN}</p>"
+    subscriber = Subscriber(id=5, email="d@example.org", name=name)
+    envelope = _template(html_body, f"{body}\nHi {NAME_TOKEN}").personalize(subscriber, ".tok")
+    assert envelope.dot_safe
+    assert not envelope.data.startswith(b".") and b"\r\n." not in envelope.data
+    assert all(len(line) <= 76 for line in envelope.data.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
+    message = _parse(envelope.data)
+    text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith(body) and text.endswith(f"Hi {name}")
+    assert "/unsubscribe/.tok" in message.get_body(("html",)).get_content()

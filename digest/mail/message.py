@@ -62,11 +62,17 @@ def reject_line_breaks(value: str, what: str) -> str:
 
 
 def qp_line(data: bytes) -> bytes:
-    """One line (no line breaks) as quoted-printable, wrapped with soft breaks."""
+    """One line (no line breaks) as quoted-printable, wrapped with soft breaks.
+
+    No output line starts with "." (a dot that would is written =2E), so SMTP never has to
+    scan a message for lines to dot-stuff.
+    """
     escaped = _QP_UNSAFE.sub(lambda m: _QP_ESCAPES[m.group()], data)
     if escaped.endswith(b" "):
         # Trailing white space may be stripped in transit; encode it.
         escaped = escaped[:-1] + b"=20"
+    if escaped.startswith(b"."):
+        escaped = b"=2E" + escaped[1:]
     if len(escaped) <= _QP_WIDTH:
         return escaped
     lines: list[bytes] = []
@@ -76,6 +82,8 @@ def qp_line(data: bytes) -> bytes:
         escape_start = escaped.rfind(b"=", cut - 2, cut)
         if escape_start != -1:
             cut = escape_start
+        if escaped[cut : cut + 1] == b".":
+            escaped = escaped[:cut] + b"=2E" + escaped[cut + 1 :]  # no line starts with a dot
         lines.append(escaped[:cut])
         escaped = escaped[cut:]
     lines.append(escaped)
@@ -90,7 +98,7 @@ def qp_text(text: str) -> bytes:
 
 def qp_value(value: str) -> bytes:
     """A personal value for a body slot; common short ASCII values skip the encoder."""
-    if _QP_PLAIN.fullmatch(value):
+    if _QP_PLAIN.fullmatch(value) and not value.startswith("."):
         return value.encode("ascii")
     return qp_line(value.encode("utf-8"))
 
@@ -127,6 +135,8 @@ class Envelope:
     recipient: str
     message_id: str
     data: bytes
+    # True when no line of `data` starts with "." (all copies made by MessageTemplate).
+    dot_safe: bool = False
 
 
 def _headers(pairs: Iterable[tuple[str, object]]) -> bytes:
@@ -278,7 +288,7 @@ class MessageTemplate:
         data = b"".join(parts)
         if self._dkim is not None:
             data = self._dkim.sign(data) + data
-        return Envelope(subscriber.email, message_id, data)
+        return Envelope(subscriber.email, message_id, data, dot_safe=True)
 
 
 def _merge(chunks: list[bytes | _Slot]) -> tuple[list[bytes], list[tuple[int, _Slot]]]:
