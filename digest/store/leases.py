@@ -1,0 +1,74 @@
+"""Leases (one process delivering at a time) and digests left half-sent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from digest.store.schema import (
+    deliveries,
+    digests,
+    leases,
+    now,
+)
+
+# -- the schedule: leases, digests left half-sent --------------------------------------
+
+
+def acquire_lease(conn: Connection, name: str, owner: str, ttl: float) -> dict[str, Any]:
+    """Take the named lease if it is free or expired; return whoever holds it now."""
+    stamp = now()
+    expires = stamp + timedelta(seconds=ttl)
+    taken = conn.execute(
+        leases.update()
+        .where(leases.c.name == name, leases.c.expires_at < stamp)
+        .values(owner=owner, acquired_at=stamp, expires_at=expires)
+    )
+    if not taken.rowcount:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    leases.insert().values(
+                        name=name, owner=owner, acquired_at=stamp, expires_at=expires
+                    )
+                )
+        except IntegrityError:
+            pass  # someone else holds it
+    row = conn.execute(sa.select(leases).where(leases.c.name == name)).mappings().one()
+    return dict(row)
+
+
+def renew_lease(conn: Connection, name: str, owner: str, ttl: float) -> bool:
+    """Push the expiry of our lease forward; False if it is no longer ours."""
+    result = conn.execute(
+        leases.update()
+        .where(leases.c.name == name, leases.c.owner == owner)
+        .values(expires_at=now() + timedelta(seconds=ttl))
+    )
+    return bool(result.rowcount)
+
+
+def release_lease(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
+
+
+def lease_holder(conn: Connection, name: str) -> dict[str, Any] | None:
+    """The unexpired holder of the named lease, if any."""
+    query = sa.select(leases).where(leases.c.name == name, leases.c.expires_at >= now())
+    row = conn.execute(query).mappings().first()
+    return dict(row) if row else None
+
+
+def unfinished_digests(conn: Connection, list_name: str) -> list[dict[str, Any]]:
+    """Digests of the list that still have pending deliveries, oldest first."""
+    pending = sa.select(deliveries.c.digest_id).where(deliveries.c.status == "pending")
+    query = (
+        sa.select(digests.c.id, digests.c.key, digests.c.day)
+        .where(digests.c.list_name == list_name, digests.c.id.in_(pending))
+        .order_by(digests.c.day, digests.c.id)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]

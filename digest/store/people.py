@@ -1,0 +1,162 @@
+"""Subscribers, their status history, and bulk reads and writes for imports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from digest.models import Subscriber
+from digest.store.schema import (
+    _new_id,
+    deliveries,
+    now,
+    subscriber_events,
+    subscribers,
+)
+
+# -- subscribers -----------------------------------------------------------------------
+
+
+def _subscriber_from_row(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row.id, email=row.email, name=row.name, topics=tuple(row.topics), status=row.status
+    )
+
+
+def find_subscriber(conn: Connection, email: str) -> Subscriber | None:
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.email == email)).first()
+    return _subscriber_from_row(row) if row else None
+
+
+def get_subscriber(conn: Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(sa.select(subscribers).where(subscribers.c.id == subscriber_id)).first()
+    return _subscriber_from_row(row) if row else None
+
+
+def insert_subscriber(
+    conn: Connection, email: str, name: str | None, topics: Sequence[str], status: str
+) -> int:
+    stamp = now()
+    result = conn.execute(
+        subscribers.insert().values(
+            email=email,
+            name=name,
+            topics=list(topics),
+            status=status,
+            created_at=stamp,
+            status_changed_at=stamp,
+        )
+    )
+    subscriber_id = _new_id(result)
+    record_event(conn, subscriber_id, status)
+    return subscriber_id
+
+
+def update_subscriber(conn: Connection, subscriber_id: int, **values: Any) -> None:
+    if "status" in values:
+        values["status_changed_at"] = now()
+        record_event(conn, subscriber_id, values["status"])
+    conn.execute(subscribers.update().where(subscribers.c.id == subscriber_id).values(**values))
+
+
+def record_event(conn: Connection, subscriber_id: int, event: str) -> None:
+    conn.execute(
+        subscriber_events.insert().values(subscriber_id=subscriber_id, event=event, at=now())
+    )
+
+
+def subscriber_history(conn: Connection, subscriber_id: int) -> list[tuple[str, datetime]]:
+    """(event, when) for one subscriber, oldest first."""
+    query = (
+        sa.select(subscriber_events.c.event, subscriber_events.c.at)
+        .where(subscriber_events.c.subscriber_id == subscriber_id)
+        .order_by(subscriber_events.c.at, subscriber_events.c.id)
+    )
+    return [(row.event, row.at) for row in conn.execute(query)]
+
+
+def last_event_at(conn: Connection, subscriber_id: int, event: str) -> datetime | None:
+    query = sa.select(sa.func.max(subscriber_events.c.at)).where(
+        subscriber_events.c.subscriber_id == subscriber_id, subscriber_events.c.event == event
+    )
+    value = conn.scalar(query)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+    return value if isinstance(value, datetime) else None
+
+
+def list_subscribers(conn: Connection, status: str | None = None) -> list[Subscriber]:
+    query = sa.select(subscribers).order_by(subscribers.c.email)
+    if status:
+        query = query.where(subscribers.c.status == status)
+    return [_subscriber_from_row(row) for row in conn.execute(query)]
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def subscribers_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, Subscriber]:
+    """The subscribers among these addresses, by address: one query for a whole chunk."""
+    if not emails:
+        return {}
+    rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(list(emails))))
+    found = (_subscriber_from_row(row) for row in rows)
+    return {s.email: s for s in found}
+
+
+def insert_subscribers(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add many subscribers in one statement (email, name, topics, status per row)."""
+    if not rows:
+        return
+    stamp = now()
+    conn.execute(
+        subscribers.insert(),
+        [{**row, "created_at": stamp, "status_changed_at": stamp} for row in rows],
+    )
+    conn.execute(
+        subscriber_events.insert().from_select(
+            ["subscriber_id", "event", "at"],
+            sa.select(subscribers.c.id, subscribers.c.status, subscribers.c.created_at).where(
+                subscribers.c.email.in_([row["email"] for row in rows])
+            ),
+        )
+    )
+
+
+def iter_subscribers(
+    conn: Connection, status: str | None = None, topic: str | None = None, batch: int = 1000
+) -> Iterator[Subscriber]:
+    """Subscribers by address, streamed in batches so a long list never sits in memory."""
+    after = ""
+    while True:
+        query = sa.select(subscribers).where(subscribers.c.email > after)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        rows = conn.execute(query.order_by(subscribers.c.email).limit(batch)).all()
+        if not rows:
+            return
+        for row in rows:
+            subscriber = _subscriber_from_row(row)
+            if topic is None or topic.lower() in subscriber.topics:
+                yield subscriber
+        after = rows[-1].email
+
+
+def subscriber_counts(conn: Connection) -> dict[str, int]:
+    query = sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+    return {status: int(count) for status, count in conn.execute(query)}
+
+
+def subscriber_delivery_counts(conn: Connection, subscriber_id: int) -> dict[str, int]:
+    query = (
+        sa.select(deliveries.c.status, sa.func.count())
+        .where(deliveries.c.subscriber_id == subscriber_id)
+        .group_by(deliveries.c.status)
+    )
+    return {status: int(count) for status, count in conn.execute(query)}

@@ -1,0 +1,232 @@
+"""Tables, the versioned migration list, engines and transactions.
+
+SQLite by default (WAL mode, a file in the data directory); nothing SQLite-only in the
+queries, so a PostgreSQL URL works the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from digest.errors import DigestError
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("location", sa.Text, nullable=False),
+    sa.Column("last_status", sa.String(20)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("last_checked_at", sa.DateTime(timezone=True)),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    # Added by _v3_source_health: what the last collection found, for `digest sources`.
+    sa.Column("last_http_status", sa.Integer),
+    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_new", sa.Integer),
+    sa.Column("last_seen", sa.Integer),
+)
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("url", sa.String(2000), unique=True),
+    sa.Column("guid", sa.String(2000)),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("subtitle", sa.Text),
+    sa.Column("byline", sa.Text),
+    sa.Column("paragraphs", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column("collected_at", sa.DateTime(timezone=True), nullable=False),
+    # Added by _v3_source_health: GUIDs are looked up per source on every collection.
+    sa.Index("ix_articles_source_guid", "source_id", "guid"),
+)
+
+digests = sa.Table(
+    "digests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # One digest per key ("daily/2026-11-28"): the unique constraint is what stops two
+    # schedulers, a restart or a manual re-run from composing a second one.
+    sa.Column("key", sa.String(200), nullable=False, unique=True),
+    sa.Column("list_name", sa.String(100), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("html", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+digest_items = sa.Table(
+    "digest_items",
+    metadata,
+    sa.Column("digest_id", sa.ForeignKey("digests.id"), primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("lead", sa.Text, nullable=False),
+    sa.Column("quotes", sa.JSON, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("topics", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("digest_id", sa.ForeignKey("digests.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),  # pending | sent | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("message_id", sa.String(300)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_deliveries_pending", "digest_id", "status"),
+)
+
+# A named lease with an expiry: one process at a time runs the pipeline (see digest/lease.py).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# Every status change of a subscriber, and each confirmation email sent, with its time:
+# who subscribed, confirmed, unsubscribed or bounced, and when.
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
+    sa.Column("event", sa.String(40), nullable=False),  # a status, or "confirmation_sent"
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _v1_initial(conn: Connection) -> None:
+    for table in metadata.sorted_tables:
+        if table.name != "schema_version":
+            table.create(conn, checkfirst=True)
+
+
+def _v2_leases(conn: Connection) -> None:
+    leases.create(conn, checkfirst=True)
+
+
+def _add_missing_columns(conn: Connection, table: sa.Table) -> None:
+    # A database created after a column joined `metadata` already has it (v1 creates the
+    # tables as they are now), so each column is added only where it is missing.
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        if column.name not in present:
+            ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {ddl}"))
+
+
+def _v3_source_health(conn: Connection) -> None:
+    _add_missing_columns(conn, sources)
+    for index in articles.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _v4_subscriber_events(conn: Connection) -> None:
+    subscriber_events.create(conn, checkfirst=True)
+
+
+# Append a function here to change the schema; never edit one that has shipped.
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (
+    _v1_initial,
+    _v2_leases,
+    _v3_source_health,
+    _v4_subscriber_events,
+)
+
+
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Bring the schema to the newest version; return that version."""
+    try:
+        with engine.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
+            for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+                step(conn)
+                conn.execute(schema_version.delete())
+                conn.execute(schema_version.insert().values(version=version))
+    except OperationalError as exc:
+        raise DigestError(
+            f"Cannot open the database ({exc.orig}); check database_url and data_dir."
+        ) from None
+    return len(MIGRATIONS)
+
+
+def connect(url: str) -> Engine:
+    engine = open_engine(url)
+    migrate(engine)
+    return engine
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.begin() as conn:
+        yield conn
