@@ -13,6 +13,7 @@ import hmac
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,8 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
         view = await run_in_threadpool(build_preview, current, engine, _as(request))
         with store.transaction(engine) as conn:
             health = store.source_health(conn)
-            readers = store.list_subscribers(conn, "active")[:500]
+            # The "view as" menu: enough readers to choose from, never the whole list.
+            readers = list(islice(store.iter_subscribers(conn, "active"), 500))
         return page(
             "preview.html.j2",
             preview=view,

@@ -37,7 +37,6 @@ from digest.store.ledger import (
     skip_inactive_deliveries,
 )
 from digest.store.people import (
-    dumps,
     find_subscriber,
     get_subscriber,
     insert_subscriber,
@@ -85,7 +84,6 @@ __all__ = [
     "digest_articles",
     "digest_items",
     "digests",
-    "dumps",
     "ensure_source",
     "find_digest",
     "find_subscriber",

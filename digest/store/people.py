@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -95,10 +94,6 @@ def list_subscribers(conn: Connection, status: str | None = None) -> list[Subscr
     if status:
         query = query.where(subscribers.c.status == status)
     return [_subscriber_from_row(row) for row in conn.execute(query)]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 def subscribers_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, Subscriber]:
