@@ -148,6 +148,7 @@ def run_digest(
     config = SmtpConfig(
         host="127.0.0.1", port=port, security="none", sender="digest@example.org",
         ehlo_name="bench.example.org", pipelining=pipe, max_per_connection=100_000,
+        connections=c,
     )  # fmt: skip
     transport = SmtpTransport(config)
     started, cpu = time.perf_counter(), time.process_time()

@@ -257,7 +257,13 @@ def deliver_digest(
     `batch_size`, when given, overrides the policy's.
     """
     policy = policy or DeliveryPolicy()
-    size = min(batch_size or policy.batch_size, transport.max_batch)
+    size = batch_size or policy.batch_size
+    if transport.multiplexed:
+        # One worker drives every connection: a batch is `size` per connection, so each
+        # connection still has at most one batch in flight (the crash window) and the
+        # connections sit idle at a ledger write once per `size` messages, not more often.
+        size *= policy.concurrency
+    size = min(size, transport.max_batch)
     with store.transaction(engine) as conn:
         skipped = store.skip_inactive_deliveries(conn, digest_id)
     pacer = Pacer(test_mode=policy.test_mode)
