@@ -235,22 +235,30 @@ def deliver_pending(
         transport.close()
 
 
+def stored_digest(settings: Settings, engine: Engine, row: dict[str, Any]) -> Digest:
+    """A composed digest as stored: its key, day and items with their summaries."""
+    with store.transaction(engine) as conn:
+        stored = store.digest_articles(conn, row["id"])
+    return Digest(
+        key=row["key"],
+        name=settings.sender.name,
+        day=row["day"],
+        items=tuple(DigestItem(article, summary) for article, summary in stored),
+        intro=settings.digest.intro,
+    )
+
+
 def topic_variant(
     settings: Settings, engine: Engine, row: dict[str, Any]
 ) -> Callable[[tuple[str, ...]], MessageTemplate | None]:
     """The stored digest cut down to a set of topics, rendered once per set asked for."""
 
+    whole: list[Digest] = []  # read from the store once, on the first topic set
+
     def build(topics: tuple[str, ...]) -> MessageTemplate | None:
-        with store.transaction(engine) as conn:
-            stored = store.digest_articles(conn, row["id"])
-        digest = Digest(
-            key=row["key"],
-            name=settings.sender.name,
-            day=row["day"],
-            items=tuple(DigestItem(article, summary) for article, summary in stored),
-            intro=settings.digest.intro,
-        )
-        chosen = for_topics(digest, topics)
+        if not whole:
+            whole.append(stored_digest(settings, engine, row))
+        chosen = for_topics(whole[0], topics)
         if not chosen.items:
             return None  # nothing in their topics today: no email rather than an empty one
         return message_template(settings, row, render(settings, chosen))

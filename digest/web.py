@@ -33,8 +33,7 @@ from digest import store
 from digest.collect import collect_sources
 from digest.errors import DigestError
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
-from digest.models import Digest, DigestItem
-from digest.pipeline import open_store, render
+from digest.pipeline import open_store, render, stored_digest
 from digest.preview import article_details, build_preview, dark_variant, draft_version
 from digest.render import template_environment
 from digest.settings import Settings, load_settings
@@ -225,18 +224,11 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
     async def archive(request: Request) -> Response:
         with store.transaction(engine) as conn:
             row = store.find_digest(conn, request.path_params["key"])
-            items = store.digest_articles(conn, row["id"]) if row else []
         if row is None:
             return page("message.html.j2", 404, title="Not found", text="No digest by that name.")
         # The web version is the whole digest, even when the email had to be shortened.
         current = live.current()
-        digest = Digest(
-            key=row["key"],
-            name=current.sender.name,
-            day=row["day"],
-            items=tuple(DigestItem(article, summary) for article, summary in items),
-            intro=current.digest.intro,
-        )
+        digest = stored_digest(current, engine, row)
         rendered = await run_in_threadpool(render, current, digest, whole=True)
         return HTMLResponse(neutral(rendered.html))
 
