@@ -348,7 +348,7 @@ def preview(
     console.print(f"Preview at {url} (Ctrl+C to stop). It reloads when templates change.")
     if not no_open:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    _serve(ctx, host, port)
+    _serve(ctx, host, port, preview=True)
 
 
 @app.command()
@@ -357,10 +357,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Run the web app: archive, unsubscribe pages, and the operator preview.
+    """Run the web app: archive, sign-up and unsubscribe pages, and the operator preview.
 
-    Put it behind your web server at web.base_url; the preview answers only to this
-    machine unless web.admin_password is set.
+    Put it behind your web server at web.base_url; the operator pages need
+    web.admin_password (set DIGEST_WEB__ADMIN_PASSWORD).
 
     Example: digest serve --host 127.0.0.1 --port 8000
     """
@@ -368,13 +368,26 @@ def serve(
     _serve(ctx, host, port)
 
 
-def _serve(ctx: typer.Context, host: str, port: int) -> None:
+def _serve(ctx: typer.Context, host: str, port: int, *, preview: bool = False) -> None:
     import uvicorn
 
-    from digest.web import create_app
+    from digest.web import create_app, is_loopback
 
-    app_ = create_app(_settings(ctx), ctx.find_root().meta.get("config_path"))
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    settings = _settings(ctx)
+    # Only `digest preview` on a loopback address opens the operator pages without the
+    # admin password; `digest serve` may sit behind a proxy, where every visitor would
+    # look local.
+    local = preview and (host == "localhost" or is_loopback(host))
+    app_ = create_app(settings, ctx.find_root().meta.get("config_path"), local_operator=local)
+    proxies = settings.web.trusted_proxies
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(proxies) or None,
+    )
 
 
 @app.command()

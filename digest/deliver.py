@@ -30,7 +30,7 @@ from digest import store
 from digest.errors import DigestError
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
-from digest.mail.transport import Mailing, Outcome, Transport, skipped
+from digest.mail.transport import Mailing, Outcome, Transport, failed, skipped
 from digest.models import Subscriber
 from digest.settings import DeliverySettings
 
@@ -221,6 +221,17 @@ class _Sender:
             if mailing is None:
                 for index in indexes:
                     outcomes[index] = skipped("no stories in their topics today")
+                continue
+            # A copy that cannot be made is that reader's failure, not the batch's.
+            sendable = []
+            for index in indexes:
+                problem = mailing.refusal(batch[index])
+                if problem is None:
+                    sendable.append(index)
+                else:
+                    outcomes[index] = failed(problem)
+            indexes = sendable
+            if not indexes:
                 continue
             sent = self.transport.deliver(mailing, [batch[i] for i in indexes])
             for index, outcome in zip(indexes, sent, strict=True):

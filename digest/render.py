@@ -11,7 +11,8 @@ import dataclasses
 import logging
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from premailer import Premailer
 from digest.errors import DigestError
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
 from digest.models import Digest, DigestItem, RenderedDigest
+from digest.safetext import visible
 
 # Gmail clips a message body larger than about 102 KB behind a "View entire message" link,
 # and the clipped part holds the footer with the unsubscribe link. Whether Gmail counts the
@@ -73,6 +75,24 @@ def template_environment(user_dir: Path | None = None) -> jinja2.Environment:
     )
     env.filters["wrap"] = wrap_text
     return env
+
+
+@contextmanager
+def template_errors(user_dir: Path | None) -> Iterator[None]:
+    """A broken template becomes one sentence naming the file and line, not a traceback."""
+    try:
+        yield
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{exc.filename or exc.name or 'a template'}, line {exc.lineno}"
+        raise DigestError(
+            f"The template {where} has an error ({exc.message}); fix it"
+            + (f" in {user_dir}." if user_dir else ".")
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise DigestError(
+            f"A template failed to render ({exc}); check the templates"
+            + (f" in {user_dir}." if user_dir else ".")
+        ) from None
 
 
 def wrap_text(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
@@ -160,9 +180,20 @@ def group_items(
     return list(groups.items())
 
 
+# Longer subjects are cut in inboxes anyway; a 35,000-character title made a 40 KB header.
+SUBJECT_MAX = 200
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut[limit // 2 :] else cut).rstrip(" ,;:") + "…"
+
+
 def subject_line(digest: Digest, pattern: str) -> str:
     """The subject from the configured pattern; one line, whatever the headline holds."""
-    headline = digest.items[0].article.title if digest.items else "no new stories"
+    headline = visible(digest.items[0].article.title) if digest.items else "no new stories"
     try:
         subject = pattern.format(
             name=digest.name,
@@ -175,7 +206,7 @@ def subject_line(digest: Digest, pattern: str) -> str:
             f"The subject pattern {pattern!r} is not valid ({exc}); use the fields "
             "{name}, {date}, {headline} and {count} in digest.subject."
         ) from None
-    return " ".join(subject.split())  # never a line break in a header
+    return _cap(" ".join(subject.split()), SUBJECT_MAX)  # never a line break in a header
 
 
 def preheader_text(digest: Digest, configured: str = "") -> str:
@@ -242,8 +273,9 @@ def render_digest(
 
     def render(shown: Sequence[DigestItem]) -> tuple[str, str]:
         context.update(groups=group_items(shown, group_by), omitted=len(items) - len(shown))
-        html = inline_css(env.get_template("email/digest.html.j2").render(context))
-        return html, env.get_template("email/digest.txt.j2").render(context)
+        with template_errors(templates_dir):
+            html = inline_css(env.get_template("email/digest.html.j2").render(context))
+            return html, env.get_template("email/digest.txt.j2").render(context)
 
     html, text = render(items)
     full_size = html_part_size(html)

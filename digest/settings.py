@@ -7,11 +7,13 @@ against the current working directory, like any other command-line tool.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -80,6 +82,24 @@ class CollectSettings(_Section):
         default_factory=list,
         description="Regular expressions for site chrome lines the cleaner should drop.",
     )
+    allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names or networks (10.0.0.0/8) that links found inside feeds may "
+        "reach although they are loopback, private or reserved; by default none may.",
+    )
+
+    @field_validator("allow_private_hosts")
+    @classmethod
+    def _hosts_or_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not a network such as 10.0.0.0/8") from None
+            elif not entry.strip() or any(ch in entry for ch in " /:@?#"):
+                raise ValueError(f"{entry!r} is not a host name or an IP address")
+        return value
 
     @field_validator("extra_chrome_patterns")
     @classmethod
@@ -105,6 +125,17 @@ class CollectSettings(_Section):
         return tuple(re.compile(p) for p in self.extra_chrome_patterns)
 
 
+# A plain address (no display name, no comments): what From and Reply-To are built from.
+_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"]+@[^\s@<>()\[\]\\,;:\"]+")
+
+# Shortest signing key accepted: 32 bytes, what `secrets.token_urlsafe(32)` gives and more.
+MIN_SECRET_BYTES = 32
+KEY_ADVICE = (
+    'generate one with `python3 -c "import secrets; print(secrets.token_urlsafe(32))"` '
+    "and set DIGEST_SECRET_KEY"
+)
+
+
 class SenderSettings(_Section):
     name: str = Field("The Daily Digest", description="Display name in From and the masthead.")
     address: str = Field("digest@example.org", description="From address.")
@@ -123,6 +154,13 @@ class SenderSettings(_Section):
     def _no_line_breaks(cls, value: str) -> str:
         if "\r" in value or "\n" in value:
             raise ValueError("must not contain line breaks (it becomes a mail header)")
+        return value
+
+    @field_validator("address", "reply_to")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if value and not _ADDRESS.fullmatch(value):
+            raise ValueError(f"{value!r} is not an email address such as news@example.org")
         return value
 
 
@@ -223,6 +261,27 @@ class WebSettings(_Section):
         description="Lets the operator pages (preview) answer to other machines, with "
         "HTTP basic auth; unset, they answer only to this machine. Set DIGEST_WEB__ADMIN_PASSWORD.",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of your reverse proxies, whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (for sign-up limits per visitor); none by default.",
+    )
+
+    @field_validator("admin_password")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(
+                "is empty, which would let anyone in; set a real password or leave it unset"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or not urlsplit(value).hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://news.example.org")
+        return value
 
 
 def _check_zone(value: str) -> str:
@@ -310,6 +369,16 @@ class Settings(BaseSettings):
     collect: CollectSettings = CollectSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"is empty or shorter than {MIN_SECRET_BYTES} bytes, so anyone could forge "
+                f"unsubscribe links; {KEY_ADVICE}"
+            )
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -346,19 +415,48 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     path = config_path(path)
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DigestError(
-                f"Config file {path} does not exist; create it or pass --config PATH."
-            ) from None
-        except tomllib.TOMLDecodeError as exc:
-            raise DigestError(f"Config file {path} is not valid TOML ({exc}); fix it.") from None
+        values = _read_toml(path)
+        _refuse_secrets_in_file(values, path)
     values.update(overrides)
     try:
         return Settings(**values)
     except ValidationError as exc:
         raise DigestError(_describe_validation_error(exc, path)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DigestError(
+            f"Config file {path} does not exist; create it or pass --config PATH."
+        ) from None
+    except IsADirectoryError:
+        raise DigestError(f"Config path {path} is a folder; pass the .toml file in it.") from None
+    except UnicodeDecodeError:
+        raise DigestError(f"Config file {path} is not UTF-8 text; save it as UTF-8.") from None
+    except OSError as exc:
+        raise DigestError(f"Cannot read config file {path} ({exc.strerror}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DigestError(f"Config file {path} is not valid TOML ({exc}); fix it.") from None
+
+
+# Secrets that the documentation says come from the environment only: a config file is
+# copied, committed and shown far more often than an environment file.
+_ENVIRONMENT_ONLY = {
+    ("delivery", "smtp_password"): "DIGEST_DELIVERY__SMTP_PASSWORD",
+    ("delivery", "api_key"): "DIGEST_DELIVERY__API_KEY",
+}
+
+
+def _refuse_secrets_in_file(values: dict[str, Any], path: Path) -> None:
+    for (section, key), variable in _ENVIRONMENT_ONLY.items():
+        table = values.get(section)
+        if isinstance(table, dict) and key in table:
+            raise DigestError(
+                f"{section}.{key} must not be written in {path}; remove it there and set "
+                f"the environment variable {variable} instead."
+            )
 
 
 def _describe_validation_error(exc: ValidationError, path: Path | None) -> str:

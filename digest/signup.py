@@ -18,12 +18,22 @@ from digest.mail import open_transport
 from digest.mail.transport import Mailing
 from digest.models import RenderedDigest, Subscriber
 from digest.pipeline import branding, message_template
-from digest.render import inline_css, template_environment
+from digest.render import inline_css, template_environment, template_errors
 from digest.settings import Settings
-from digest.subscribers import clean_name, make_token, normalize_email, parse_topics, secret_key
+from digest.subscribers import (
+    PURGED_DOMAIN,
+    clean_name,
+    make_timed_token,
+    make_token,
+    normalize_email,
+    parse_topics,
+    read_timed_token,
+    secret_key,
+)
 
 CONFIRM = "confirm"
 RESEND_AFTER = timedelta(hours=1)
+CONFIRM_MAX_AGE = timedelta(days=7)  # a confirmation link older than this is refused
 
 
 def request_subscription(
@@ -62,29 +72,40 @@ def request_subscription(
 
 
 def confirm_subscription(settings: Settings, engine: Engine, token: str) -> Subscriber | None:
-    """Activate the subscriber a confirmation token names; None when the token is not ours."""
-    from digest.subscribers import read_token
+    """Activate the subscriber a confirmation token names; None when it cannot.
 
+    A token is refused when it was forged, is older than a week, or was made before the
+    subscriber last unsubscribed (an old link never undoes an unsubscribe); a purged
+    subscriber stays purged, and a bounced or complained address is not revived.
+    """
     key, _ = secret_key(settings)
-    subscriber_id = read_token(key, token, CONFIRM)
-    if subscriber_id is None:
+    found = read_timed_token(key, token, CONFIRM, int(CONFIRM_MAX_AGE.total_seconds()))
+    if found is None:
         return None
+    subscriber_id, signed_at = found
     with store.transaction(engine) as conn:
         subscriber = store.get_subscriber(conn, subscriber_id)
-        if subscriber is None:
+        if subscriber is None or subscriber.email.endswith(PURGED_DOMAIN):
             return None
-        # Confirming twice is harmless; a bounced address is not revived by an old link.
+        if subscriber.status == "unsubscribed":
+            left = store.last_event_at(conn, subscriber_id, "unsubscribed")
+            # Token times have whole seconds: compare at that precision.
+            if left is not None and signed_at.timestamp() < int(_aware(left).timestamp()):
+                return None
         if subscriber.status in ("pending", "unsubscribed"):
             store.update_subscriber(conn, subscriber_id, status="active")
         return store.get_subscriber(conn, subscriber_id)
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
     """Mail the confirmation link through the configured transport."""
     key, _ = secret_key(settings)
-    confirm_url = (
-        f"{settings.web.base_url.rstrip('/')}/confirm/{make_token(key, subscriber.id, CONFIRM)}"
-    )
+    token = make_timed_token(key, subscriber.id, CONFIRM)
+    confirm_url = f"{settings.web.base_url.rstrip('/')}/confirm/{token}"
     env = template_environment(settings.templates_dir)
     context = {
         "name": settings.sender.name,
@@ -93,11 +114,12 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
         "confirm_url": confirm_url,
         "brand": branding(settings),
     }
-    rendered = RenderedDigest(
-        subject=str(context["subject"]),
-        html=inline_css(env.get_template("email/confirm.html.j2").render(context)),
-        text=env.get_template("email/confirm.txt.j2").render(context),
-    )
+    with template_errors(settings.templates_dir):
+        rendered = RenderedDigest(
+            subject=str(context["subject"]),
+            html=inline_css(env.get_template("email/confirm.html.j2").render(context)),
+            text=env.get_template("email/confirm.txt.j2").render(context),
+        )
     mailing = Mailing(
         f"confirm/{subscriber.id}",
         message_template(settings, {"key": f"confirm/{subscriber.id}"}, rendered),

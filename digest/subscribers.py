@@ -9,20 +9,22 @@ import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import IO
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from itsdangerous import BadSignature, Signer
+from itsdangerous import BadSignature, Signer, TimestampSigner
 from sqlalchemy.engine import Engine
 
 from digest import store
-from digest.errors import DigestError
+from digest.errors import DigestError, InvalidAddress, InvalidName
 from digest.models import Subscriber
-from digest.settings import Settings
+from digest.settings import KEY_ADVICE, MIN_SECRET_BYTES, Settings
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+PURGED_DOMAIN = "@purged.invalid"  # what a purged subscriber's address becomes
 _COLUMNS = {
     "email": {"email", "e-mail", "email address", "e-mail address", "mail", "address"},
     "name": {"name", "full name", "fullname", "display name"},
@@ -58,7 +60,7 @@ def normalize_email(raw: str) -> str:
     try:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise DigestError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+        raise InvalidAddress(f"{raw.strip()!r} is not a valid email address: {exc}") from None
     local, _, domain = result.normalized.rpartition("@")
     # Addresses are unique case-insensitively: almost every mail server treats them so.
     return f"{local.lower()}@{domain.lower()}"
@@ -72,7 +74,7 @@ def clean_name(raw: str | None) -> str | None:
         return None
     joined = " ".join(raw.split())  # any run of spaces (tabs, no-break) becomes one
     if any(ch in _LINE_BREAKS for ch in raw) or not joined.isprintable():
-        raise DigestError(f"The name {raw!r} contains control characters or line breaks.")
+        raise InvalidName(f"The name {raw!r} contains control characters or line breaks.")
     return joined[:200]
 
 
@@ -147,7 +149,7 @@ def purge_subscriber(engine: Engine, email: str) -> int:
         store.update_subscriber(
             conn,
             existing.id,
-            email=f"purged-{existing.id}@purged.invalid",
+            email=f"purged-{existing.id}{PURGED_DOMAIN}",
             name=None,
             topics=[],
             status="unsubscribed",
@@ -217,7 +219,9 @@ def _parse_rows(
 
     def cell(values: list[str], name: str) -> str | None:
         index = columns.get(name)
-        return values[index].strip() if index is not None and index < len(values) else None
+        if index is None or index >= len(values):
+            return None
+        return _cell_in(values[index].strip())
 
     for line, values in enumerate(lines, start=2):
         if not any(v.strip() for v in values):
@@ -260,11 +264,7 @@ def import_csv(
         raise DigestError(f"The file {path} does not exist.") from None
     except UnicodeDecodeError:
         raise DigestError(f"The file {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
-    reader = csv.reader(io.StringIO(data))
-    header = next(reader, None)
-    if header is None:
-        raise DigestError(f"The file {path} is empty.")
-    rows, errors = _parse_rows(reader, _header_map(header))
+    rows, errors = _read_csv(data, path)
     report = ImportReport(errors=errors)
     if strict and errors:
         return report
@@ -302,6 +302,39 @@ def import_csv(
 
 
 _CHUNK = 500
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _read_csv(data: str, path: Path) -> tuple[list[_Row], list[tuple[int, str]]]:
+    """The rows of a subscriber CSV, comma- or semicolon-separated, and the bad ones."""
+    # The header row tells the separator: spreadsheets in many locales save with ";".
+    # (csv.Sniffer guesses from the data too, and a name with a comma can fool it.)
+    header_line = data.partition("\n")[0]
+    delimiter = max(",;\t", key=header_line.count) if header_line.strip() else ","
+    reader = csv.reader(io.StringIO(data), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DigestError(f"The file {path} is empty.")
+        return _parse_rows(reader, _header_map(header))
+    except csv.Error as exc:
+        raise DigestError(
+            f"The file {path} is not a CSV digest can read (line {reader.line_num}: {exc}); "
+            "save it as CSV with one subscriber a line."
+        ) from None
+
+
+def _cell_in(value: str) -> str:
+    """A cell as `export_csv` wrote it, without the quote that disarms a formula."""
+    if value.startswith("'") and value[1:2] and value[1] in _FORMULA_START:
+        return value[1:]
+    return value
+
+
+def _cell_out(value: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _changes(
@@ -327,7 +360,9 @@ def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
     writer.writerow(["email", "name", "topics", "status"])
     count = 0
     for s in subscribers:
-        writer.writerow([s.email, s.name or "", ",".join(s.topics), s.status])
+        writer.writerow(
+            [_cell_out(s.email), _cell_out(s.name or ""), _cell_out(",".join(s.topics)), s.status]
+        )
         count += 1
     return count
 
@@ -338,19 +373,60 @@ def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
 def secret_key(settings: Settings) -> tuple[str, bool]:
     """The signing key: from settings, or generated once into the data directory.
 
-    Returns (key, created_now) so the caller can tell the user a key was made.
+    Returns (key, created_now) so the caller can tell the user a key was made. The file is
+    written in full under a temporary name and then linked into place, so processes racing
+    on a fresh folder all end up with the one key, and none ever reads half of it.
     """
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value(), False
     path = settings.data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip(), False
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key, True
+    created = False
+    if not path.exists():
+        ensure_data_dir(settings.data_dir)
+        created = _write_new_key(path)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DigestError(f"Cannot read the signing key {path} ({exc}); {KEY_ADVICE}.") from None
+    if len(key.encode()) < MIN_SECRET_BYTES:
+        raise DigestError(
+            f"The signing key in {path} is empty or shorter than {MIN_SECRET_BYTES} bytes; "
+            f"delete the file to have a new one generated, or {KEY_ADVICE}."
+        )
+    return key, created
+
+
+def _write_new_key(path: Path) -> bool:
+    """Create `path` holding a new key unless another process got there first."""
+    tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # atomic: fails if the key already exists
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ensure_data_dir(folder: Path) -> None:
+    """Create the data folder readable by its owner only: it holds tokens and addresses."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DigestError(
+            f"Cannot create the data folder {folder} ({exc.strerror}); set data_dir to a "
+            "folder you can write."
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DigestError(
+            f"The data folder {folder} is not writable; set data_dir to a folder you can write."
+        )
 
 
 class _Signer(Signer):
@@ -374,6 +450,30 @@ def _signer(key: str, purpose: str) -> Signer:
 def make_token(key: str, subscriber_id: int, purpose: str) -> str:
     """A URL-safe token naming the subscriber, signed for one purpose (e.g. unsubscribe)."""
     return _signer(key, purpose).sign(str(subscriber_id)).decode("ascii")
+
+
+@lru_cache(maxsize=8)
+def _timed_signer(key: str, purpose: str) -> TimestampSigner:
+    return TimestampSigner(key, salt=f"digest.{purpose}")
+
+
+def make_timed_token(key: str, subscriber_id: int, purpose: str) -> str:
+    """Like `make_token`, with the time it was made, for links that must expire."""
+    return _timed_signer(key, purpose).sign(str(subscriber_id)).decode("ascii")
+
+
+def read_timed_token(
+    key: str, token: str, purpose: str, max_age: int
+) -> tuple[int, datetime] | None:
+    """(subscriber id, when the token was made), or None: forged, misused or too old."""
+    try:
+        value, signed_at = _timed_signer(key, purpose).unsign(
+            token, max_age=max_age, return_timestamp=True
+        )
+    except (BadSignature, UnicodeError):  # SignatureExpired is a BadSignature
+        return None
+    text = value.decode("ascii", errors="replace")
+    return (int(text), signed_at) if text.isdigit() else None
 
 
 def read_token(key: str, token: str, purpose: str) -> int | None:

@@ -1,8 +1,12 @@
 """The web app: the operator's preview, the public archive and one-click unsubscribe.
 
-Operator pages (the preview, collecting, test sends) answer only to this machine unless
-`web.admin_password` is set, and then to HTTP basic auth. Public pages (archive,
-unsubscribe) answer to anyone and never show who is subscribed.
+Operator pages (the preview, collecting, test sends) need `web.admin_password` (HTTP basic
+auth), except under `digest preview` bound to a loopback address, where they answer to
+this machine only: a loopback client, a loopback Host, and no proxy's forwarded headers.
+Every request must name this site in its Host header (a rebound DNS name cannot reach the
+operator pages from a browser), and an operator POST must come from a page of this site
+(its Origin). Public pages (archive, sign-up, unsubscribe) answer to anyone and never show
+who is subscribed.
 """
 
 from __future__ import annotations
@@ -10,15 +14,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -28,20 +39,38 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest import store
 from digest.collect import collect_sources
-from digest.errors import DigestError
+from digest.errors import DigestError, InvalidInput
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
 from digest.pipeline import open_store, render, stored_digest
 from digest.preview import article_details, build_preview, dark_variant, draft_version
 from digest.render import template_environment
 from digest.settings import Settings, load_settings
 from digest.signup import confirm_subscription, request_subscription
-from digest.subscribers import read_token, secret_key
+from digest.subscribers import clean_name, normalize_email, read_token, secret_key
 
+log = logging.getLogger("digest.web")
 Handler = Callable[[Request], Awaitable[Response]]
-_LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+# Headers a reverse proxy adds: a request that carries one did not come from this machine's
+# own browser, whatever the socket's address says.
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+# Failed sign-ins one client may make in a quarter of an hour before it must wait.
+_SIGN_IN_ATTEMPTS = 10
+
+
+def _sign_up_quietly(
+    settings: Settings, engine: Engine, email: str, name: str | None, topics: list[str]
+) -> None:
+    try:
+        request_subscription(settings, engine, email, name=name, topics=topics)
+    except DigestError as exc:  # the visitor already has their answer; the operator gets this
+        log.warning("sign-up for a visitor failed: %s", exc)
+    except Exception:
+        log.exception("sign-up for a visitor failed")
 
 
 def neutral(content: str, name: str = "there", unsubscribe: str = "#unsubscribe") -> str:
@@ -75,9 +104,34 @@ class _Live:
         return self.settings
 
 
+def is_loopback(host: str) -> bool:
+    """True for a loopback IP address (127.0.0.0/8, ::1) written as one, nothing else."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_local(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    return host in _LOCAL_HOSTS or host.startswith("127.")
+    """The request came straight from a browser on this machine, not through a proxy."""
+    client = request.client.host if request.client else ""
+    host = request.url.hostname or ""
+    return (
+        is_loopback(client)
+        and (host in _LOOPBACK_NAMES or is_loopback(host))
+        and not any(name in request.headers for name in _PROXY_HEADERS)
+    )
+
+
+def _same_origin(request: Request, base_url: str) -> bool:
+    """An operator POST came from a page of this site (browsers always send Origin)."""
+    origin = request.headers.get("origin") or ""
+    if not origin or origin == "null":
+        return False
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    parts = urlsplit(base_url)
+    own.add(f"{parts.scheme}://{parts.netloc}")
+    return origin.rstrip("/") in own
 
 
 def _password_ok(request: Request, password: str) -> bool:
@@ -100,20 +154,59 @@ class _PerClientLimit:
         self.seen: dict[str, deque[float]] = {}
 
     def allow(self, client: str) -> bool:
+        """Count one request; False when the client has used up its allowance."""
+        if self.exhausted(client):
+            return False
+        self.seen[client].append(time.monotonic())
+        return True
+
+    def exhausted(self, client: str) -> bool:
+        """True when the client may make no more requests now (counts nothing)."""
         now = time.monotonic()
         times = self.seen.setdefault(client, deque())
         while times and now - times[0] > self.window:
             times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        return True
+        return len(times) >= self.limit
 
 
-def create_app(settings: Settings, config_file: Path | None = None) -> Starlette:
-    """Build the ASGI app; `digest preview`, `digest serve` and the tests use this one."""
+class _KnownHost:
+    """Answers only to requests that name this site (or this machine) in their Host.
+
+    A page on an attacker's domain that re-resolves to this server's address (DNS
+    rebinding) sends the attacker's name as Host and is refused here.
+    """
+
+    def __init__(self, app: ASGIApp, base_url: str) -> None:
+        self.app = app
+        self.base_url = base_url
+        self.allowed = {(urlsplit(base_url).hostname or "").lower(), *_LOOPBACK_NAMES}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = Headers(scope=scope).get("host", "")
+            name = raw[1:].partition("]")[0] if raw.startswith("[") else raw.partition(":")[0]
+            if name.lower() not in self.allowed and not is_loopback(name):
+                response = PlainTextResponse(
+                    f"This server answers as {self.base_url}, not as {raw or 'no host'}; "
+                    "if that is its address, set web.base_url to it.",
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, config_file: Path | None = None, *, local_operator: bool = False
+) -> Starlette:
+    """Build the ASGI app; `digest preview`, `digest serve` and the tests use this one.
+
+    `local_operator` (only `digest preview` on a loopback address sets it) lets this
+    machine's browser reach the operator pages without the admin password.
+    """
     live = _Live(settings, config_file)
     signups = _PerClientLimit(settings.web.signups_per_hour)
+    sign_ins = _PerClientLimit(_SIGN_IN_ATTEMPTS, window=900.0)
     engine = open_store(settings)
     key, _created = secret_key(settings)
 
@@ -127,21 +220,39 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
 
     def operator(handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
-            password = live.current().web.admin_password
+            current = live.current()
+            password = current.web.admin_password
+            client = request.client.host if request.client else "unknown"
             if password is not None:
+                if sign_ins.exhausted(client):
+                    return Response(
+                        "Too many failed sign-ins; wait a quarter of an hour and try again.",
+                        status_code=429,
+                        headers={"Retry-After": "900"},
+                    )
                 if not _password_ok(request, password.get_secret_value()):
+                    if "authorization" in request.headers:
+                        sign_ins.allow(client)  # count the failed attempt
                     return Response(
                         "Sign in to see the operator pages.",
                         status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="digest"'},
                     )
-            elif not _is_local(request):
+            elif not (local_operator and _is_local(request)):
                 return page(
                     "message.html.j2",
                     403,
-                    title="Only from this machine",
-                    text="The preview answers only to this machine. Set web.admin_password "
-                    "to reach it from elsewhere.",
+                    title="Sign-in needed",
+                    text="The operator pages need web.admin_password (set "
+                    "DIGEST_WEB__ADMIN_PASSWORD); without it they open only under "
+                    "`digest preview`, in a browser on the same machine.",
+                )
+            if request.method == "POST" and not _same_origin(request, current.web.base_url):
+                return page(
+                    "message.html.j2",
+                    403,
+                    title="Refused",
+                    text="Operator actions must be sent from the preview page of this site.",
                 )
             return await handler(request)
 
@@ -271,19 +382,12 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
             )
         form = await request.form()
         email = str(form.get("email", "")).strip()
+        name = str(form.get("name", "")) or None
         chosen = [str(t) for t in form.getlist("topics") if str(t) in topics()]
         try:
-            await run_in_threadpool(
-                request_subscription,
-                live.current(),
-                engine,
-                email,
-                name=str(form.get("name", "")) or None,
-                topics=chosen,
-            )
-        except DigestError as exc:
-            if "not a valid email" not in str(exc) and "control characters" not in str(exc):
-                raise
+            normalize_email(email)
+            clean_name(name)
+        except InvalidInput:
             return page(
                 "subscribe.html.j2",
                 400,
@@ -291,13 +395,19 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
                 email=email,
                 error="That does not look like an email address; please check it.",
             )
-        # The same answer whether the address was new, pending or already subscribed.
-        return page(
+        # The same answer, as fast, whether the address was new, pending or already
+        # subscribed, and whether the confirmation could be mailed: the work happens after
+        # the answer has gone, so neither its time nor its errors tell anything.
+        response = page(
             "message.html.j2",
             title="Check your inbox",
             text="If that address can be subscribed, a confirmation link is on its way. "
             "The link confirms your subscription.",
         )
+        response.background = BackgroundTask(
+            _sign_up_quietly, live.current(), engine, email, name, chosen
+        )
+        return response
 
     async def confirm(request: Request) -> Response:
         subscriber = await run_in_threadpool(
@@ -317,11 +427,14 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
         )
 
     async def home(request: Request) -> Response:
-        operator_here = _is_local(request) or live.current().web.admin_password is not None
+        operator_here = (local_operator and _is_local(request)) or (
+            live.current().web.admin_password is not None
+        )
         target = "/preview" if operator_here else "/archive"
         return RedirectResponse(target, status_code=307)
 
     return Starlette(
+        middleware=[Middleware(_KnownHost, base_url=settings.web.base_url)],
         routes=[
             Route("/", home),
             Route("/preview", operator(preview)),
@@ -336,5 +449,5 @@ def create_app(settings: Settings, config_file: Path | None = None) -> Starlette
             Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
             Route("/subscribe", subscribe, methods=["GET", "POST"]),
             Route("/confirm/{token}", confirm),
-        ]
+        ],
     )

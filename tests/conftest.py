@@ -114,15 +114,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
-    """`digest collect` then `digest serve` in a subprocess, as an editor would run them."""
+def _start(tmp_path: Path, config_file: Path, *command: str) -> Iterator[str]:
+    """`digest collect` then a web command in a subprocess, as an editor would run them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
     subprocess.run([*base, "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
     port = _free_port()
     process = subprocess.Popen(
-        [*base, "serve", "--port", str(port)],
+        [*base, *command, "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -137,8 +136,20 @@ def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
             except httpx.TransportError:
                 time.sleep(0.1)
         else:
-            pytest.fail("digest serve did not start")
+            pytest.fail(f"digest {command[0]} did not start")
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
+    """A real `digest serve`: public pages for anyone, operator pages behind a password."""
+    yield from _start(tmp_path, config_file, "serve")
+
+
+@pytest.fixture
+def preview_server(tmp_path: Path, config_file: Path) -> Iterator[str]:
+    """A real `digest preview` on 127.0.0.1: the operator pages answer this machine."""
+    yield from _start(tmp_path, config_file, "preview", "--no-open")

@@ -293,10 +293,12 @@ def smtp_server(
     pipelining: bool = True,
     auth: bool = False,
     idle_timeout: float = 30,
+    smtputf8: bool = False,
 ) -> Iterator[SmtpServer]:
     """A running aiosmtpd on 127.0.0.1: plain, STARTTLS (required) or implicit TLS."""
     handler = RecordingHandler(pipelining=pipelining)
     kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port()}
+    kwargs["enable_SMTPUTF8"] = smtputf8
     kwargs["timeout"] = idle_timeout
     if security != "none":
         assert certificates is not None

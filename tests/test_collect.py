@@ -311,7 +311,10 @@ def _full(
 
 # Timeouts generous enough for a loaded CI machine; only the stalling server waits them out.
 def _settings(
-    tmp_path: Path, sources: str, collect: str = "timeout = 2\nmax_bytes = 65536"
+    tmp_path: Path,
+    sources: str,
+    # The local test server stands in for the web: links to it are allowed.
+    collect: str = 'timeout = 2\nmax_bytes = 65536\nallow_private_hosts = ["127.0.0.1"]',
 ) -> Settings:
     path = tmp_path / "digest.toml"
     path.write_text(

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.httpserver"]  # the http_server fixture
 
-FAST = CollectSettings(timeout=1, max_bytes=64 * 1024, concurrency=8, per_host=4)
+# The local test server stands in for the web: links to it are allowed.
+LOCAL_WEB = ["127.0.0.1"]
+FAST = CollectSettings(
+    timeout=1, max_bytes=64 * 1024, concurrency=8, per_host=4, allow_private_hosts=LOCAL_WEB
+)
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title></channel></rss>"
 
 
@@ -114,7 +118,7 @@ def test_a_bad_url_is_an_error_not_an_exception():
 def test_requests_to_one_host_are_limited(http_server: LocalServer):
     for n in range(8):
         http_server.serve(f"/f{n}.xml", FEED, delay=0.05)
-    settings = CollectSettings(timeout=5, concurrency=8, per_host=2)
+    settings = CollectSettings(timeout=5, concurrency=8, per_host=2, allow_private_hosts=LOCAL_WEB)
 
     async def go() -> list[Fetched]:
         async with Fetcher(settings) as fetcher:

@@ -1,4 +1,4 @@
-"""The preview in real headless Chromium, against a real `digest serve` process."""
+"""The preview in real headless Chromium, against a real `digest preview` process."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def test_real_server_answers_preview_and_public_pages(server: str):
-    assert httpx.get(f"{server}/preview").status_code == 200
-    assert "Portvale" in httpx.get(f"{server}/preview/email.html").text
-    assert httpx.get(f"{server}/unsubscribe/forged-token").status_code == 400
+def test_real_server_answers_preview_and_public_pages(preview_server: str):
+    assert httpx.get(f"{preview_server}/preview").status_code == 200
+    assert "Portvale" in httpx.get(f"{preview_server}/preview/email.html").text
+    assert httpx.get(f"{preview_server}/unsubscribe/forged-token").status_code == 400
 
 
-def test_preview_in_chromium_switches_width_and_shows_text(server: str):
+def test_preview_in_chromium_switches_width_and_shows_text(preview_server: str):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.goto(f"{server}/preview")
+            page.goto(f"{preview_server}/preview")
             frame = page.frame_locator("#email")
             # The first story's headline (its lead also sits, hidden, in the preheader).
             frame.locator("td:visible", has_text="Portvale replaces late-night").first.wait_for()

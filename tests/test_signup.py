@@ -19,11 +19,19 @@ from digest.web import create_app
 from tests.conftest import write_config
 
 LOCAL = ("127.0.0.1", 50000)
+HERE = "http://127.0.0.1:8000"
+PUBLIC = "https://digest.example.org"
 
 
 @pytest.fixture
 def client(settings):
-    return TestClient(create_app(settings), client=LOCAL)
+    """This machine's browser under `digest preview`."""
+    return TestClient(
+        create_app(settings, local_operator=True),
+        base_url=HERE,
+        client=LOCAL,
+        headers={"Origin": HERE},
+    )
 
 
 def _confirmations(settings, address):
@@ -102,7 +110,9 @@ def test_forged_or_misused_confirmation_tokens_are_refused(settings, client):
 def test_sign_ups_are_rate_limited_per_client(tmp_path):
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("[web]\n", "[web]\nsignups_per_hour = 2\n"))
-    client = TestClient(create_app(load_settings(config)), client=("198.51.100.7", 1234))
+    client = TestClient(
+        create_app(load_settings(config)), base_url=PUBLIC, client=("198.51.100.7", 1234)
+    )
     codes = [
         client.post("/subscribe", data={"email": f"p{n}@example.org"}).status_code for n in range(3)
     ]

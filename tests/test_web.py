@@ -19,11 +19,19 @@ from digest.web import create_app
 from tests.conftest import write_config
 
 LOCAL = ("127.0.0.1", 50000)
+HERE = "http://127.0.0.1:8000"
+PUBLIC = "https://digest.example.org"
 
 
 @pytest.fixture
 def client(settings):
-    return TestClient(create_app(settings), client=LOCAL)
+    """This machine's browser under `digest preview`."""
+    return TestClient(
+        create_app(settings, local_operator=True),
+        base_url=HERE,
+        client=LOCAL,
+        headers={"Origin": HERE},
+    )
 
 
 def test_preview_shows_the_draft_and_marks_nothing_sent(settings, client):
@@ -91,7 +99,9 @@ def test_version_changes_when_a_template_changes(settings, tmp_path):
     (tmp_path / "mine" / "email").mkdir(parents=True)
     config = write_config(tmp_path)
     config.write_text(f'templates_dir = "{tmp_path / "mine"}"\n' + config.read_text())
-    client = TestClient(create_app(load_settings(config), config), client=LOCAL)
+    client = TestClient(
+        create_app(load_settings(config), config, local_operator=True), base_url=HERE, client=LOCAL
+    )
     before = client.get("/preview/version").json()["version"]
     (tmp_path / "mine" / "email" / "_footer.html.j2").write_text("<tr><td>Changed</td></tr>")
     after = client.get("/preview/version").json()["version"]
@@ -100,7 +110,7 @@ def test_version_changes_when_a_template_changes(settings, tmp_path):
 
 
 def test_operator_pages_refuse_other_machines_but_public_pages_answer(settings):
-    remote = TestClient(create_app(settings), client=("203.0.113.9", 40000))
+    remote = TestClient(create_app(settings), base_url=PUBLIC, client=("203.0.113.9", 40000))
     assert remote.get("/preview").status_code == 403
     assert remote.get("/preview/email.eml").status_code == 403
     assert remote.post("/preview/collect").status_code == 403
@@ -111,7 +121,9 @@ def test_operator_pages_refuse_other_machines_but_public_pages_answer(settings):
 def test_an_admin_password_opens_operator_pages_with_basic_auth(tmp_path):
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace("[web]\n", '[web]\nadmin_password = "s3cret"\n'))
-    remote = TestClient(create_app(load_settings(config)), client=("203.0.113.9", 40000))
+    remote = TestClient(
+        create_app(load_settings(config)), base_url=PUBLIC, client=("203.0.113.9", 40000)
+    )
     assert remote.get("/preview").status_code == 401
     wrong = base64.b64encode(b"admin:nope").decode()
     assert remote.get("/preview", headers={"Authorization": f"Basic {wrong}"}).status_code == 401

@@ -30,6 +30,7 @@ from digest.collect.readers import (
     read_pages_source,
 )
 from digest.errors import DigestError
+from digest.safetext import without_password
 from digest.settings import Settings, SourceSettings
 
 T = TypeVar("T")
@@ -97,8 +98,8 @@ def source_location(source: SourceSettings) -> str:
     """Where a source reads from, in one line (a pages source shows its first URL)."""
     if source.kind == "pages":
         more = f" (+{len(source.urls) - 1} more)" if len(source.urls) > 1 else ""
-        return f"{source.urls[0]}{more}"
-    return source.location
+        return f"{without_password(source.urls[0])}{more}"
+    return without_password(source.location)
 
 
 async def _read(

@@ -5,21 +5,34 @@ response (a server that drips an endless body is cut off too), and a size cap en
 while the body streams in (after decompression, so a gzip bomb is cut off as well).
 Conditional GET sends the stored ETag / Last-Modified; a 304 comes back without a body.
 Any failure comes back as `Fetched.error`, one sentence naming the URL and what to do.
+
+Links found inside feeds are someone else's words: they are fetched with `trusted=False`,
+over connections that refuse loopback, private, link-local and reserved addresses. The
+check is made on every address the name resolves to, at the moment of connecting (so a
+redirect, or a name that resolves differently the second time, is checked again), and the
+connection goes to the address that was checked. `collect.allow_private_hosts` lists the
+exceptions. The sources the operator configured are trusted and may be private.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import ssl
+import typing
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from urllib.parse import urlsplit
 
+import anyio
+import httpcore
 import httpx
 
+from digest.safetext import without_password
 from digest.settings import CollectSettings
 
 FEED_ACCEPT = (
@@ -86,6 +99,89 @@ def _size(n: int) -> str:
     return f"{n / 1024 / 1024:g} MB" if n >= 1024 * 1024 else f"{n / 1024:g} KB"
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedAddress(httpcore.ConnectError):
+    """A link from untrusted content leads to an address digest must not reach."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """Which addresses a fetch of an untrusted link may connect to."""
+
+    names: frozenset[str] = frozenset()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def allowing(cls, entries: Iterable[str]) -> AddressPolicy:
+        names, networks = set(), []
+        for entry in entries:
+            if "/" in entry:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            else:
+                names.add(entry.strip("[]").lower())
+        return cls(frozenset(names), tuple(networks))
+
+    def permits(self, host: str, address: IPAddress) -> bool:
+        if host.lower() in self.names or str(address) in self.names:
+            return True
+        if any(address in network for network in self.networks):
+            return True
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        public = mapped or address
+        return public.is_global and not public.is_multicast
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses the policy permits; see the module docstring."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            found = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in found))
+        for address in addresses:
+            if not self._policy.permits(host, address):
+                raise BlockedAddress(f"{host} is at {address}, a private or reserved address")
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    str(address),
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"{host} has no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedAddress("a link may not reach a local socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
 class Fetcher:
     """A pooled HTTP client for one collection run; use it as `async with Fetcher(...)`."""
 
@@ -99,13 +195,31 @@ class Fetcher:
         self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(self._per_host)
         )
-        self._client = httpx.AsyncClient(
+        self._client = self._make_client(settings, transport)
+        if transport is None:
+            guarded = httpx.AsyncHTTPTransport(limits=self._limits(settings))
+            # httpx offers no public switch for its pool's network backend; the SSRF tests
+            # fail loudly if this attribute ever changes.
+            guarded._pool._network_backend = _GuardedBackend(
+                AddressPolicy.allowing(settings.allow_private_hosts)
+            )
+            transport = guarded
+        self._untrusted = self._make_client(settings, transport)
+
+    @staticmethod
+    def _limits(settings: CollectSettings) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+        )
+
+    def _make_client(
+        self, settings: CollectSettings, transport: httpx.AsyncBaseTransport | None
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             headers={"User-Agent": settings.user_agent},
             timeout=httpx.Timeout(settings.timeout),
-            limits=httpx.Limits(
-                max_connections=settings.concurrency,
-                max_keepalive_connections=settings.concurrency,
-            ),
+            limits=self._limits(settings),
             follow_redirects=True,
             max_redirects=10,
             transport=transport,
@@ -121,6 +235,7 @@ class Fetcher:
         tb: TracebackType | None,
     ) -> None:
         await self._client.aclose()
+        await self._untrusted.aclose()
 
     async def get(
         self,
@@ -129,47 +244,59 @@ class Fetcher:
         accept: str = FEED_ACCEPT,
         etag: str | None = None,
         last_modified: str | None = None,
+        trusted: bool = False,
     ) -> Fetched:
-        """GET one URL; never raises for anything the network or the server does."""
+        """GET one URL; never raises for anything the network or the server does.
+
+        `trusted` is for the URLs the operator configured; a link found in a feed is not,
+        and may reach only public addresses.
+        """
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         host = urlsplit(url).netloc.lower()
+        shown = without_password(url)
         # The site's own limit first, so requests queued for one busy site hold no global
         # slot; the deadline starts once both are free, so a long queue is not a timeout.
         async with self._hosts[host], self._slots:
             try:
                 async with asyncio.timeout(self.timeout):
-                    return await self._get(url, headers, etag, last_modified)
+                    client = self._client if trusted else self._untrusted
+                    return await self._get(client, url, headers, etag, last_modified)
             except TimeoutError:
-                return Fetched(url, error=self._timed_out(url))
+                return Fetched(url, error=self._timed_out(shown))
             except httpx.TimeoutException:
-                return Fetched(url, error=self._timed_out(url))
+                return Fetched(url, error=self._timed_out(shown))
             except httpx.TooManyRedirects:
-                return Fetched(url, error=f"{url} redirects too many times; check the URL.")
+                return Fetched(url, error=f"{shown} redirects too many times; check the URL.")
             except httpx.ConnectError as exc:
-                return Fetched(url, error=_connect_error(url, exc))
+                return Fetched(url, error=_connect_error(shown, exc))
             except httpx.DecodingError:
-                return Fetched(url, error=f"{url} sent a body that could not be decompressed.")
+                return Fetched(url, error=f"{shown} sent a body that could not be decompressed.")
             except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError):
                 return Fetched(
-                    url, error=f"{url} is not a valid http(s) URL; fix it in the config."
+                    url, error=f"{shown} is not a valid http(s) URL; fix it in the config."
                 )
             except httpx.HTTPError as exc:
                 reason = str(exc) or type(exc).__name__
                 return Fetched(
-                    url, error=f"Fetching {url} failed ({reason}); tried again next run."
+                    url, error=f"Fetching {shown} failed ({reason}); tried again next run."
                 )
 
     def _timed_out(self, url: str) -> str:
         return f"{url} did not answer within {self.timeout:g} s; it is tried again next run."
 
     async def _get(
-        self, url: str, headers: dict[str, str], etag: str | None, last_modified: str | None
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        headers: dict[str, str],
+        etag: str | None,
+        last_modified: str | None,
     ) -> Fetched:
-        async with self._client.stream("GET", url, headers=headers) as response:
+        async with client.stream("GET", url, headers=headers) as response:
             status = response.status_code
             final = str(response.url)
             if status == 304:
@@ -189,7 +316,8 @@ class Fetcher:
                     if status >= 500
                     else "check the URL in the config"
                 )
-                return Fetched(url, status, error=f"{url} answered {status} {phrase}; {advice}.")
+                shown = without_password(url)
+                return Fetched(url, status, error=f"{shown} answered {status} {phrase}; {advice}.")
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 return Fetched(url, status, error=self._too_big(url))
@@ -210,7 +338,7 @@ class Fetcher:
 
     def _too_big(self, url: str) -> str:
         return (
-            f"{url} sent more than {_size(self.max_bytes)}; cut off "
+            f"{without_password(url)} sent more than {_size(self.max_bytes)}; cut off "
             "(raise collect.max_bytes if it really is that large)."
         )
 
@@ -219,6 +347,12 @@ def _connect_error(url: str, exc: httpx.ConnectError) -> str:
     host = urlsplit(url).hostname or url
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, BlockedAddress):
+            return (
+                f"Not fetched: {url} leads to a private or reserved address ({cause}); links "
+                "found in feeds may reach only public addresses (list trusted hosts in "
+                "collect.allow_private_hosts)."
+            )
         if isinstance(cause, socket.gaierror):
             return f"Could not find the host {host} (DNS lookup failed); check the URL."
         if isinstance(cause, ssl.SSLError):

@@ -14,6 +14,8 @@ import re
 import lxml.html
 import nh3
 
+from digest.safetext import visible
+
 _BLOCKS = ("p", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "dd", "dt")
 _ALLOWED_TAGS = {
     *_BLOCKS,
@@ -56,9 +58,9 @@ def _no_markup(text: str) -> str:
 def plain_text(markup: str) -> str:
     """One line of text from a title, author or other short field that may hold HTML."""
     if "<" not in markup and "&" not in markup:
-        return " ".join(markup.split())
+        return " ".join(visible(markup).split())
     text = html.unescape(nh3.clean(markup, tags=set()))
-    return " ".join(_no_markup(text).split())
+    return " ".join(visible(_no_markup(text)).split())
 
 
 def html_paragraphs(markup: str) -> list[str]:

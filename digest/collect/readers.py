@@ -67,9 +67,14 @@ class Reader:
                 pass  # a worker died (out of memory, say): parse here instead
         return await asyncio.to_thread(work)
 
-    async def page(self, url: str) -> tuple[Fetched, CleanText | None, str | None]:
-        """Fetch and extract one article page: (response, text, error sentence)."""
-        fetched = await self.fetcher.get(url, accept=PAGE_ACCEPT)
+    async def page(
+        self, url: str, *, trusted: bool = False
+    ) -> tuple[Fetched, CleanText | None, str | None]:
+        """Fetch and extract one article page: (response, text, error sentence).
+
+        `trusted` only for URLs the operator configured, never for links from a feed.
+        """
+        fetched = await self.fetcher.get(url, accept=PAGE_ACCEPT, trusted=trusted)
         if fetched.error:
             return fetched, None, fetched.error
         if fetched.media_type not in _HTML_TYPES:
@@ -97,7 +102,7 @@ async def read_feed_source(
     outcome = Outcome()
     if source.location.startswith(("http://", "https://")):
         fetched = await reader.fetcher.get(
-            source.location, etag=validators[0], last_modified=validators[1]
+            source.location, etag=validators[0], last_modified=validators[1], trusted=True
         )
         outcome.http_status = fetched.status
         if fetched.error:
@@ -174,7 +179,7 @@ async def read_pages_source(source: SourceSettings, reader: Reader, known: Known
     known_urls, known_guids = known(urls, urls)
     fresh = [u for u in urls if u not in known_urls and u not in known_guids]
     outcome = Outcome(seen=len(urls) - len(fresh))
-    results = await asyncio.gather(*(reader.page(u) for u in fresh))
+    results = await asyncio.gather(*(reader.page(u, trusted=True) for u in fresh))
     errors = []
     for url, (fetched, clean, error) in zip(fresh, results, strict=True):
         if clean is None:

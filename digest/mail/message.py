@@ -21,7 +21,7 @@ from datetime import datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -165,7 +165,9 @@ def address_header(name: str, address: str) -> str:
     if not name:
         return addr
     if name.isascii():
-        return formataddr((name, addr))
+        # Address quotes the name when it must and, unlike formataddr, accepts a UTF-8
+        # local part.
+        return str(Address(display_name=name, username=local, domain=domain))
     # Encoded words of at most 75 characters (RFC 2047), each holding whole characters,
     # one per folded line.
     words: list[str] = []
@@ -264,8 +266,33 @@ class MessageTemplate:
         """Stable per digest and subscriber, so a retried copy is recognisably the same."""
         return f"<{self._mid_prefix}.{subscriber.id}@{self._domain}>"
 
+    def refusal(self, subscriber: Subscriber) -> str | None:
+        """Why no copy can be made for this subscriber (None: it can).
+
+        The ledger loop asks before handing a batch to the transport, so one address or
+        name that cannot be encoded is that subscriber's recorded failure, never an
+        exception in the middle of a batch others are in.
+        """
+        try:
+            self._personal_values(subscriber, "check")
+        except DigestError as exc:
+            return str(exc)
+        except (ValueError, UnicodeError) as exc:  # e.g. a domain IDNA cannot encode
+            return f"the address or name cannot be written in a message ({exc})"
+        return None
+
     def personalize(self, subscriber: Subscriber, token: str) -> Envelope:
         """This subscriber's copy: To, Message-ID, List-Unsubscribe and body tokens."""
+        values, message_id = self._personal_values(subscriber, token)
+        parts = self._chunks.copy()
+        for index, slot in self._slots:
+            parts[index] = values[slot]
+        data = b"".join(parts)
+        if self._dkim is not None:
+            data = self._dkim.sign(data) + data
+        return Envelope(subscriber.email, message_id, data, dot_safe=True)
+
+    def _personal_values(self, subscriber: Subscriber, token: str) -> tuple[tuple[bytes, ...], str]:
         name = reject_line_breaks(subscriber.name or "", "subscriber name")
         reject_line_breaks(subscriber.email, "subscriber address")
         if _URL_UNSAFE.search(token):
@@ -282,13 +309,7 @@ class MessageTemplate:
             qp_value(html.escape(shown)),
             qp_value(html.escape(url)),
         )
-        parts = self._chunks.copy()
-        for index, slot in self._slots:
-            parts[index] = values[slot]
-        data = b"".join(parts)
-        if self._dkim is not None:
-            data = self._dkim.sign(data) + data
-        return Envelope(subscriber.email, message_id, data, dot_safe=True)
+        return values, message_id
 
 
 def _merge(chunks: list[bytes | _Slot]) -> tuple[list[bytes], list[tuple[int, _Slot]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -12,6 +13,23 @@ from digest.mail.transport import Mailing, Outcome, retry, sent
 from digest.models import Subscriber
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]+")
+
+
+_LONGEST = 120  # well under any file system's 255-byte limit on a name
+
+
+def file_name(recipient: str) -> str:
+    """A safe, distinct file name for a recipient's message.
+
+    Plain short addresses keep their own name; one with other characters, or too long
+    for a file name, gets a digest of the whole address added, so `josé@` and `josè@`
+    never share a file.
+    """
+    safe = _UNSAFE.sub("-", recipient)
+    if safe == recipient and len(safe) <= _LONGEST:
+        return safe + ".eml"
+    tag = hashlib.sha256(recipient.encode("utf-8")).hexdigest()[:12]
+    return f"{safe[:_LONGEST]}.{tag}.eml"
 
 
 class OutboxTransport:
@@ -25,11 +43,7 @@ class OutboxTransport:
         self.folder = folder
 
     def path_for(self, digest_key: str, envelope: Envelope) -> Path:
-        return (
-            self.folder
-            / _UNSAFE.sub("-", digest_key)
-            / (_UNSAFE.sub("-", envelope.recipient) + ".eml")
-        )
+        return self.folder / _UNSAFE.sub("-", digest_key) / file_name(envelope.recipient)
 
     def deliver(self, mailing: Mailing, batch: Sequence[Subscriber]) -> list[Outcome]:
         envelopes = [mailing.envelope(s) for s in batch]

@@ -58,6 +58,10 @@ class Mailing:
     def envelope(self, subscriber: Subscriber) -> Envelope:
         return self.template.personalize(subscriber, self.token_for(subscriber.id))
 
+    def refusal(self, subscriber: Subscriber) -> str | None:
+        """Why this subscriber's copy cannot be made (None: it can)."""
+        return self.template.refusal(subscriber)
+
 
 class Transport(Protocol):
     """Hands messages to a mail system; see the module docstring for the contract."""

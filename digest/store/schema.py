@@ -6,6 +6,7 @@ queries, so a PostgreSQL URL works the same way.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from digest.errors import DigestError
 
@@ -185,10 +186,19 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
 def open_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    if path is not None:
+        from digest.subscribers import ensure_data_dir
+
+        ensure_data_dir(path.parent)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
 
@@ -203,12 +213,45 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """One process migrates a SQLite file at a time.
+
+    SQLite runs DDL outside the driver's transactions, so two first runs on a fresh folder
+    would both see no tables and both create them. PostgreSQL's DDL is transactional and
+    needs no lock here.
+    """
+    path = _sqlite_path(url)
+    if path is None:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def migrate(engine: Engine) -> int:
     """Bring the schema to the newest version; return that version."""
+    where = engine.url.render_as_string(hide_password=True)
     try:
-        with engine.begin() as conn:
+        with _migration_lock(str(engine.url)), engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            tables = set(inspector.get_table_names())
+            if tables and "schema_version" not in tables:
+                raise DigestError(
+                    f"The database {where} holds tables that are not digest's; point "
+                    "database_url (or data_dir) at a new or a digest database."
+                )
             schema_version.create(conn, checkfirst=True)
             current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
+            if current > len(MIGRATIONS):
+                raise DigestError(
+                    f"The database {where} was made by a newer digest (schema {current}); "
+                    "upgrade digest to use it."
+                )
             for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
                 step(conn)
                 conn.execute(schema_version.delete())
@@ -216,6 +259,11 @@ def migrate(engine: Engine) -> int:
     except OperationalError as exc:
         raise DigestError(
             f"Cannot open the database ({exc.orig}); check database_url and data_dir."
+        ) from None
+    except DatabaseError as exc:
+        raise DigestError(
+            f"The database {where} cannot be read as one ({exc.orig}); point database_url "
+            "(or data_dir) at a digest database, or move the file away."
         ) from None
     return len(MIGRATIONS)
 

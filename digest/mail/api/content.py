@@ -13,6 +13,7 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import message_from_bytes, policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr
 
@@ -106,8 +107,15 @@ def fill(template: str, replacements: Mapping[str, str]) -> str:
 
 
 def recipient(subscriber: Subscriber) -> str:
-    """`Name <address>` (RFC 2047 for a non-ASCII name), or the bare address."""
-    return formataddr((subscriber.name or "", subscriber.email))
+    """`Name <address>` (RFC 2047 for a non-ASCII name), or the bare address.
+
+    An address with a UTF-8 local part (RFC 6531) goes as it is, its name unencoded:
+    the request body is UTF-8 JSON, and formataddr would refuse the address.
+    """
+    if subscriber.email.isascii():
+        return formataddr((subscriber.name or "", subscriber.email))
+    local, _, domain = subscriber.email.rpartition("@")
+    return str(Address(display_name=subscriber.name or "", username=local, domain=domain))
 
 
 def _part(message: EmailMessage, kind: str) -> str:
