@@ -124,31 +124,47 @@ def test_an_empty_key_file_is_refused(settings):
         secret_key(settings)
 
 
-def _make_key(config: str, barrier, results) -> None:
+def _key_of(config: Path) -> str:
+    return secret_key(load_settings(config))[0]
+
+
+def _open_store(config: Path) -> str:
+    open_store(load_settings(config))
+    return "ok"
+
+
+def _racer(work, config: Path, barrier, results) -> None:
     barrier.wait()
     try:
-        results.put(secret_key(load_settings(Path(config)))[0])
-    except BaseException as exc:  # report, never hang the test
+        results.put(work(config))
+    except BaseException as exc:  # report it; never leave the test waiting
         results.put(f"error: {exc!r}")
 
 
-def test_processes_racing_on_a_fresh_folder_share_one_key(tmp_path):
+def _race(tmp_path: Path, work, processes: int, trials: int) -> list[list[str]]:
+    """Start `processes` processes at once on a fresh folder, `trials` times over."""
     context = multiprocessing.get_context("fork")
-    for trial in range(25):
+    answers = []
+    for trial in range(trials):
         folder = tmp_path / str(trial)
         folder.mkdir()
         config = write_config(folder)
-        barrier, results = context.Barrier(4), context.Queue()
+        barrier, results = context.Barrier(processes), context.Queue()
         workers = [
-            context.Process(target=_make_key, args=(str(config), barrier, results))
-            for _ in range(4)
+            context.Process(target=_racer, args=(work, config, barrier, results))
+            for _ in range(processes)
         ]
         for worker in workers:
             worker.start()
-        keys = {results.get(timeout=30) for _ in workers}
+        answers.append([results.get(timeout=60) for _ in workers])
         for worker in workers:
             worker.join()
-        assert len(keys) == 1 and len(keys.pop()) >= 32
+    return answers
+
+
+def test_processes_racing_on_a_fresh_folder_share_one_key(tmp_path):
+    for keys in _race(tmp_path, _key_of, processes=4, trials=25):
+        assert len(set(keys)) == 1 and len(keys[0]) >= 32, keys
 
 
 def test_the_data_folder_is_private(settings):
@@ -165,31 +181,8 @@ def test_secrets_in_the_config_file_are_refused(tmp_path):
 # -- one sentence instead of a traceback ---------------------------------------------------
 
 
-def _first_run_races(config: str, barrier, results) -> None:
-    barrier.wait()
-    try:
-        open_store(load_settings(Path(config)))
-        results.put("ok")
-    except BaseException as exc:
-        results.put(repr(exc))
-
-
 def test_two_first_runs_on_a_fresh_folder_both_open_the_store(tmp_path):
-    context = multiprocessing.get_context("fork")
-    for trial in range(10):
-        folder = tmp_path / str(trial)
-        folder.mkdir()
-        config = write_config(folder)
-        barrier, results = context.Barrier(3), context.Queue()
-        workers = [
-            context.Process(target=_first_run_races, args=(str(config), barrier, results))
-            for _ in range(3)
-        ]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join()
+    for outcomes in _race(tmp_path, _open_store, processes=3, trials=10):
         assert outcomes == ["ok"] * 3
 
 
