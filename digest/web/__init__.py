@@ -1,0 +1,61 @@
+"""The web app: the operator's preview, the public site and one-click unsubscribe.
+
+`public.py` holds the pages anyone may see, `operator.py` the preview and its actions,
+`guard.py` who may reach what, `state.py` what the endpoints share on `app.state`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from digest.pipeline import open_store
+from digest.settings import Settings
+from digest.subscribers import secret_key
+from digest.web import operator, public
+from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
+from digest.web.guard import is_loopback as is_loopback
+from digest.web.guard import operator as guarded
+from digest.web.public import neutral as neutral
+from digest.web.state import LiveSettings, WebState
+
+ROUTES = [
+    Route("/", public.home),
+    Route("/preview", guarded(operator.preview)),
+    Route("/preview/email.html", guarded(operator.preview_email)),
+    Route("/preview/email.txt", guarded(operator.preview_text)),
+    Route("/preview/email.eml", guarded(operator.preview_eml)),
+    Route("/preview/version", guarded(operator.version)),
+    Route("/preview/collect", guarded(operator.collect_now), methods=["POST"]),
+    Route("/preview/send-test", guarded(operator.send_test), methods=["POST"]),
+    Route("/archive", public.archive_index),
+    Route("/archive/{key:path}", public.archive),
+    Route("/unsubscribe/{token}", public.unsubscribe, methods=["GET", "POST"]),
+    Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
+    Route("/confirm/{token}", public.confirm),
+]
+
+
+def create_app(
+    settings: Settings, config_file: Path | None = None, *, local_operator: bool = False
+) -> Starlette:
+    """The ASGI app; `digest preview`, `digest serve` and the tests use this one.
+
+    `local_operator` (only `digest preview` on a loopback address sets it) lets this
+    machine's browser reach the operator pages without the admin password.
+    """
+    app = Starlette(
+        routes=ROUTES, middleware=[Middleware(KnownHost, base_url=settings.web.base_url)]
+    )
+    app.state.digest = WebState(
+        live=LiveSettings(settings, config_file),
+        engine=open_store(settings),
+        key=secret_key(settings)[0],
+        signups=PerClientLimit(settings.web.signups_per_hour),
+        sign_ins=PerClientLimit(SIGN_IN_ATTEMPTS, window=SIGN_IN_WINDOW),
+        local_operator=local_operator,
+    )
+    return app

@@ -1,0 +1,196 @@
+"""Who may reach what: the operator guard, the Host check and the per-client limits.
+
+Operator pages (the preview, collecting, test sends) need `web.admin_password` (HTTP basic
+auth), except under `digest preview` bound to a loopback address, where they answer to
+this machine only: a loopback client, a loopback Host, and no proxy's forwarded headers.
+Every request must name this site in its Host header (a rebound DNS name cannot reach the
+operator pages from a browser), and an operator POST must come from a page of this site
+(its Origin).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hmac
+import inspect
+import ipaddress
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from digest.web.state import page, state
+
+Endpoint = Callable[[Request], Awaitable[Response] | Response]
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+# Headers a reverse proxy adds: a request that carries one did not come from this machine's
+# own browser, whatever the socket's address says.
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
+# Failed sign-ins one client may make in a quarter of an hour before it must wait.
+SIGN_IN_ATTEMPTS = 10
+SIGN_IN_WINDOW = 900.0
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback IP address (127.0.0.0/8, ::1) written as one, nothing else."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def is_local(request: Request) -> bool:
+    """The request came straight from a browser on this machine, not through a proxy."""
+    host = request.url.hostname or ""
+    return (
+        is_loopback(client_of(request))
+        and (host in _LOOPBACK_NAMES or is_loopback(host))
+        and not any(name in request.headers for name in _PROXY_HEADERS)
+    )
+
+
+def operator_here(request: Request) -> bool:
+    """True when this request may see operator pages without a password."""
+    return state(request).local_operator and is_local(request)
+
+
+def _same_origin(request: Request, base_url: str) -> bool:
+    """An operator POST came from a page of this site (browsers always send Origin)."""
+    origin = request.headers.get("origin") or ""
+    if not origin or origin == "null":
+        return False
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    parts = urlsplit(base_url)
+    own.add(f"{parts.scheme}://{parts.netloc}")
+    return origin.rstrip("/") in own
+
+
+def _password_ok(request: Request, password: str) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        _user, _, given = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(given.encode(), password.encode())
+
+
+class PerClientLimit:
+    """At most `limit` requests per client address in a sliding window (in this process)."""
+
+    def __init__(self, limit: int, window: float = 3600.0) -> None:
+        self.limit, self.window = limit, window
+        self.seen: dict[str, deque[float]] = {}
+
+    def allow(self, client: str) -> bool:
+        """Count one request; False when the client has used up its allowance."""
+        if self.exhausted(client):
+            return False
+        self.seen[client].append(time.monotonic())
+        return True
+
+    def exhausted(self, client: str) -> bool:
+        """True when the client may make no more requests now (counts nothing)."""
+        now = time.monotonic()
+        times = self.seen.setdefault(client, deque())
+        while times and now - times[0] > self.window:
+            times.popleft()
+        return len(times) >= self.limit
+
+
+def _refusal(request: Request) -> Response | None:
+    """Why this request may not reach an operator page (None: it may)."""
+    shared = state(request)
+    password = shared.settings().web.admin_password
+    client = client_of(request)
+    if password is not None:
+        if shared.sign_ins.exhausted(client):
+            return Response(
+                "Too many failed sign-ins; wait a quarter of an hour and try again.",
+                status_code=429,
+                headers={"Retry-After": str(int(SIGN_IN_WINDOW))},
+            )
+        if not _password_ok(request, password.get_secret_value()):
+            if "authorization" in request.headers:
+                shared.sign_ins.allow(client)  # count the failed attempt
+            return Response(
+                "Sign in to see the operator pages.",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="digest"'},
+            )
+    elif not operator_here(request):
+        return page(
+            request,
+            "message.html.j2",
+            403,
+            title="Sign-in needed",
+            text="The operator pages need web.admin_password (set "
+            "DIGEST_WEB__ADMIN_PASSWORD); without it they open only under "
+            "`digest preview`, in a browser on the same machine.",
+        )
+    if request.method == "POST" and not _same_origin(request, shared.settings().web.base_url):
+        return page(
+            request,
+            "message.html.j2",
+            403,
+            title="Refused",
+            text="Operator actions must be sent from the preview page of this site.",
+        )
+    return None
+
+
+def operator(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    """Guard an endpoint (async, or sync and run in a thread) as an operator page."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        refused = _refusal(request)
+        if refused is not None:
+            return refused
+        if inspect.iscoroutinefunction(endpoint):
+            response: Response = await endpoint(request)
+            return response
+        return await run_in_threadpool(endpoint, request)  # type: ignore[arg-type]
+
+    return guarded
+
+
+class KnownHost:
+    """Answers only to requests that name this site (or this machine) in their Host.
+
+    A page on an attacker's domain that re-resolves to this server's address (DNS
+    rebinding) sends the attacker's name as Host and is refused here.
+    """
+
+    def __init__(self, app: ASGIApp, base_url: str) -> None:
+        self.app = app
+        self.base_url = base_url
+        self.allowed = {(urlsplit(base_url).hostname or "").lower(), *_LOOPBACK_NAMES}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = Headers(scope=scope).get("host", "")
+            name = raw[1:].partition("]")[0] if raw.startswith("[") else raw.partition(":")[0]
+            if name.lower() not in self.allowed and not is_loopback(name):
+                response = PlainTextResponse(
+                    f"This server answers as {self.base_url}, not as {raw or 'no host'}; "
+                    "if that is its address, set web.base_url to it.",
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

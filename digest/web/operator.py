@@ -1,0 +1,118 @@
+"""The operator's pages: the draft digest as it would go out, and its two actions.
+
+Every endpoint here is wrapped by `guard.operator` in the routes. The ones that only read
+are plain functions, which Starlette runs in a worker thread, so rendering a preview or
+reading the store never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+
+from digest import store
+from digest.collect import collect_sources
+from digest.errors import DigestError
+from digest.preview import (
+    Preview,
+    article_details,
+    build_preview,
+    dark_variant,
+    draft_version,
+)
+from digest.web.state import page, state
+
+READERS_IN_MENU = 500  # the "view as" menu: enough readers to choose from, never the list
+
+
+def _as(request: Request) -> int | None:
+    raw = request.query_params.get("as", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _view(request: Request) -> Preview:
+    shared = state(request)
+    return build_preview(shared.settings(), shared.engine, _as(request))
+
+
+def preview(request: Request) -> Response:
+    shared = state(request)
+    view = _view(request)
+    with store.transaction(shared.engine) as conn:
+        health = store.source_health(conn)
+        readers = list(islice(store.iter_subscribers(conn, "active"), READERS_IN_MENU))
+    return page(
+        request,
+        "preview.html.j2",
+        preview=view,
+        details=article_details(view),
+        headers=view.headers(),
+        text=view.part("plain"),
+        health=health,
+        readers=readers,
+        as_id=_as(request) or "",
+        notice=request.query_params.get("notice", ""),
+        version=draft_version(shared.settings(), shared.engine, shared.config_paths()),
+    )
+
+
+def preview_email(request: Request) -> Response:
+    html = _view(request).part("html")
+    if request.query_params.get("scheme") == "dark":
+        html = dark_variant(html)
+    return HTMLResponse(html)
+
+
+def preview_text(request: Request) -> Response:
+    return PlainTextResponse(_view(request).part("plain"))
+
+
+def preview_eml(request: Request) -> Response:
+    view = _view(request)
+    name = view.digest.key.replace("/", "-") + ".eml"
+    return Response(
+        view.message,
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def version(request: Request) -> Response:
+    shared = state(request)
+    stamp = draft_version(shared.settings(), shared.engine, shared.config_paths())
+    return JSONResponse({"version": stamp})
+
+
+def _back_to_preview(notice: str) -> Response:
+    return RedirectResponse(f"/preview?notice={quote(notice)}", status_code=303)
+
+
+def collect_now(request: Request) -> Response:
+    shared = state(request)
+    reports = collect_sources(shared.settings(), shared.engine)
+    new = sum(r.new for r in reports)
+    failed = sum(1 for r in reports if r.error)
+    return _back_to_preview(f"Collected {new} new articles; {failed} sources failed.")
+
+
+async def send_test(request: Request) -> Response:
+    from digest.pipeline import send_test_copy
+
+    form = await request.form()
+    try:
+        result = await run_in_threadpool(
+            send_test_copy, state(request).settings(), str(form.get("to", ""))
+        )
+    except DigestError as exc:
+        result = str(exc)
+    return _back_to_preview(result)
