@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError, InvalidInput
 from digest.settings import Settings, config_path, load_settings
 
 if TYPE_CHECKING:
@@ -517,7 +517,7 @@ def subscribers_list(
     from digest.subscribers import export_csv
 
     if fmt not in ("table", "csv", "json"):
-        raise DigestError(f"Unknown format {fmt!r}; use table, csv or json.")
+        raise InvalidInput(f"Unknown format {fmt!r}; use table, csv or json.")
     with store.transaction(open_store(_settings(ctx))) as conn:
         people = store.iter_subscribers(conn, status, topic)
         if fmt == "csv":
@@ -584,7 +584,7 @@ def subscribers_export(
             with file.open("w", newline="", encoding="utf-8") as handle:
                 count = export_csv(people, handle)
         except OSError as exc:
-            raise DigestError(f"Cannot write {file}: {exc.strerror}.") from None
+            raise ConfigError(f"Cannot write {file}: {exc.strerror}.") from None
     err_console.print(f"Wrote {count} subscribers to {file}.")
 
 
@@ -635,7 +635,7 @@ def subscribers_import(
     for line, reason in report.errors:
         err_console.print(f"[red]line {line}:[/] {reason}")
     if strict and report.errors:
-        raise DigestError(f"{len(report.errors)} bad rows; nothing imported (--strict).")
+        raise InvalidInput(f"{len(report.errors)} bad rows; nothing imported (--strict).")
     prefix = "Would import" if dry_run else "Imported"
     console.print(
         f"{prefix}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "

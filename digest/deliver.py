@@ -27,14 +27,13 @@ from threading import Lock
 from sqlalchemy.engine import Engine
 
 from digest import store
-from digest.errors import DigestError
+from digest.errors import DeliveryError
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
 from digest.mail.transport import Mailing, Outcome, Transport, failed, skipped
-from digest.models import Subscriber
+from digest.models import DeliveryResult, Subscriber
 from digest.settings import DeliverySettings
 
-Row = tuple[int, str, str | None, str | None]  # subscriber id, status, message id, error
 _RNG = random.Random()
 _KEPT_ERRORS = 100  # a report keeps this many error lines; memory must not grow with a list
 
@@ -154,7 +153,7 @@ class _Sender:
         policy: DeliveryPolicy,
         pacer: Pacer,
         tally: _Tally,
-        record: Callable[[list[Row]], None],
+        record: Callable[[list[DeliveryResult]], None],
         *,
         then: str = "Undelivered messages stay pending; run `digest send` to continue.",
     ) -> None:
@@ -189,11 +188,11 @@ class _Sender:
             if not later:
                 return final
             if attempt > self.policy.retries or self.pacer.stopped:
-                self.record([(s.id, "pending", None, o.detail) for s, o in later])
+                self.record([DeliveryResult(s.id, "pending", error=o.detail) for s, o in later])
                 self.tally.add(later, deferred=True)
                 final.extend(later)
                 if attempt > self.policy.retries and all(o.unavailable for _, o in later):
-                    raise DigestError(
+                    raise DeliveryError(
                         f"Giving up after {attempt} attempts: {later[-1][1].detail}. {self.then}"
                     )
                 return final
@@ -239,12 +238,12 @@ class _Sender:
         return outcomes
 
 
-def _row(subscriber: Subscriber, outcome: Outcome) -> Row:
+def _row(subscriber: Subscriber, outcome: Outcome) -> DeliveryResult:
     if outcome.status == "sent":
-        return (subscriber.id, "sent", outcome.detail, None)
+        return DeliveryResult(subscriber.id, "sent", message_id=outcome.detail)
     if outcome.status == "skipped":
-        return (subscriber.id, "skipped", None, outcome.detail)
-    return (subscriber.id, "failed", None, outcome.detail)
+        return DeliveryResult(subscriber.id, "skipped", error=outcome.detail)
+    return DeliveryResult(subscriber.id, "failed", error=outcome.detail)
 
 
 def deliver_digest(
@@ -280,10 +279,10 @@ def deliver_digest(
     pacer = Pacer(test_mode=policy.test_mode)
     tally = _Tally(skipped, pacer)
 
-    def record(rows: list[Row]) -> None:
+    def record(rows: list[DeliveryResult]) -> None:
         with store.transaction(engine) as conn:
             store.record_deliveries(conn, digest_id, rows)
-            refused = [sid for sid, status, _, _ in rows if status == "failed"]
+            refused = [row.subscriber_id for row in rows if row.status == "failed"]
             store.mark_bounced(conn, refused, policy.bounce_threshold)
 
     everyone = Mailing(digest_key, template, token_for)

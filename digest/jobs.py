@@ -22,7 +22,7 @@ from digest import store
 from digest.collect import collect_sources
 from digest.compose import digest_key
 from digest.cron import latest_fire_time, parse_cron
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
 from digest.joblog import emit, fields, log
 from digest.lease import LeaseHeld, hold_lease
 from digest.pipeline import RunReport, run_digest
@@ -59,7 +59,7 @@ def cadences(settings: Settings) -> list[Cadence]:
     weekly = settings.schedule.weekly
     if weekly is not None:
         if weekly.list_name == daily:
-            raise DigestError(
+            raise ConfigError(
                 f"schedule.weekly.list_name is {daily!r}, the same as digest.list_name; "
                 "give the weekly digest its own name."
             )
@@ -190,7 +190,7 @@ class Runner:
     def _ledger(self, key: str) -> dict[str, int]:
         with _engine(self.settings) as engine, store.transaction(engine) as conn:
             row = store.find_digest(conn, key)
-            return store.delivery_counts(conn, row["id"]) if row else {}
+            return store.delivery_counts(conn, row.id) if row else {}
 
     def collect(self) -> None:
         emit("job.start", job="collect")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +81,30 @@ class RenderedDigest:
     html: str
     text: str
     warnings: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDigest:
+    """A digest as composed and stored: its key, its day and the rendering that went out."""
+
+    id: int
+    key: str
+    list_name: str
+    day: date
+    subject: str
+    html: str
+    text: str
+    created_at: datetime
+
+    @property
+    def rendered(self) -> RenderedDigest:
+        return RenderedDigest(subject=self.subject, html=self.html, text=self.text)
+
+
+class DeliveryResult(NamedTuple):
+    """One ledger row's new state after an attempt to send to one subscriber."""
+
+    subscriber_id: int
+    status: Literal["sent", "failed", "skipped", "pending"]
+    message_id: str | None = None
+    error: str | None = None

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -18,13 +17,13 @@ from digest import store
 from digest.collect import SourceReport, collect_sources
 from digest.compose import compose_digest, digest_key, for_topics
 from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest, send_test
-from digest.errors import DigestError
+from digest.errors import DeliveryError, NotFound
 from digest.lease import with_pipeline_lease
 from digest.mail import open_transport
 from digest.mail.dkim import DkimSigner, load_signer
 from digest.mail.message import MessageTemplate
 from digest.mail.transport import Mailing
-from digest.models import Digest, DigestItem, RenderedDigest, Subscriber
+from digest.models import Digest, DigestItem, RenderedDigest, StoredDigest, Subscriber
 from digest.render import HTML_BUDGET_BYTES, Branding, render_digest
 from digest.settings import Settings
 from digest.subscribers import make_token, normalize_email, secret_key
@@ -97,7 +96,7 @@ def render(settings: Settings, digest: Digest, *, whole: bool = False) -> Render
 
 
 def message_template(
-    settings: Settings, row: dict[str, Any], rendered: RenderedDigest
+    settings: Settings, digest_key: str, rendered: RenderedDigest
 ) -> MessageTemplate:
     base = settings.web.base_url.rstrip("/")
     domain = settings.sender.address.rpartition("@")[2]
@@ -108,7 +107,7 @@ def message_template(
         list_id=f"{settings.sender.name} <{settings.digest.list_name}.{domain}>",
         unsubscribe_url=base + "/unsubscribe/{token}",
         unsubscribe_mailto=f"mailto:{settings.sender.address}?subject=unsubscribe",
-        digest_key=row["key"],
+        digest_key=digest_key,
         sent_at=datetime.now(UTC),
         reply_to=settings.sender.reply_to,
         dkim=dkim_signer(settings),
@@ -179,7 +178,7 @@ def run_digest(
         assert row is not None
     else:
         with store.transaction(engine) as conn:
-            report.articles = len(store.digest_articles(conn, row["id"]))
+            report.articles = len(store.digest_articles(conn, row.id))
 
     return _deliver_into(report, settings, engine, row, key_secret, on_batch, on_deliveries)
 
@@ -188,43 +187,42 @@ def _deliver_into(
     report: RunReport,
     settings: Settings,
     engine: Engine,
-    row: dict[str, Any],
+    row: StoredDigest,
     key_secret: str,
     on_batch: Callable[[DeliveryReport], None] | None,
     on_deliveries: Callable[[int], None] | None,
 ) -> RunReport:
     """Deliver what is pending of a stored digest and fill in the run's report."""
     with store.transaction(engine) as conn:
-        pending = store.delivery_counts(conn, row["id"]).get("pending", 0)
+        pending = store.delivery_counts(conn, row.id).get("pending", 0)
     if on_deliveries:
         on_deliveries(pending)
     if pending == 0:
-        report.notes.append(f"Digest {row['key']} was already delivered; nothing new to send.")
+        report.notes.append(f"Digest {row.key} was already delivered; nothing new to send.")
     if settings.delivery.backend == "outbox":
         report.outbox = settings.outbox_path
     report.delivery = deliver_pending(settings, engine, row, key_secret, on_batch=on_batch)
     with store.transaction(engine) as conn:
-        report.counts = store.delivery_counts(conn, row["id"])
+        report.counts = store.delivery_counts(conn, row.id)
     return report
 
 
 def deliver_pending(
     settings: Settings,
     engine: Engine,
-    row: dict[str, Any],
+    row: StoredDigest,
     key_secret: str,
     *,
     on_batch: Callable[[DeliveryReport], None] | None = None,
 ) -> DeliveryReport:
     """Send the stored digest's pending deliveries through the configured transport."""
-    stored = RenderedDigest(subject=row["subject"], html=row["html"], text=row["text"])
     transport = open_transport(settings)
     try:
         return deliver_digest(
             engine,
-            digest_id=row["id"],
-            digest_key=row["key"],
-            template=message_template(settings, row, stored),
+            digest_id=row.id,
+            digest_key=row.key,
+            template=message_template(settings, row.key, row.rendered),
             transport=transport,
             token_for=lambda sid: make_token(key_secret, sid, "unsubscribe"),
             for_topics=topic_variant(settings, engine, row),
@@ -235,21 +233,21 @@ def deliver_pending(
         transport.close()
 
 
-def stored_digest(settings: Settings, engine: Engine, row: dict[str, Any]) -> Digest:
+def stored_digest(settings: Settings, engine: Engine, row: StoredDigest) -> Digest:
     """A composed digest as stored: its key, day and items with their summaries."""
     with store.transaction(engine) as conn:
-        stored = store.digest_articles(conn, row["id"])
+        stored = store.digest_articles(conn, row.id)
     return Digest(
-        key=row["key"],
+        key=row.key,
         name=settings.sender.name,
-        day=row["day"],
+        day=row.day,
         items=tuple(DigestItem(article, summary) for article, summary in stored),
         intro=settings.digest.intro,
     )
 
 
 def topic_variant(
-    settings: Settings, engine: Engine, row: dict[str, Any]
+    settings: Settings, engine: Engine, row: StoredDigest
 ) -> Callable[[tuple[str, ...]], MessageTemplate | None]:
     """The stored digest cut down to a set of topics, rendered once per set asked for."""
 
@@ -261,7 +259,7 @@ def topic_variant(
         chosen = for_topics(whole[0], topics)
         if not chosen.items:
             return None  # nothing in their topics today: no email rather than an empty one
-        return message_template(settings, row, render(settings, chosen))
+        return message_template(settings, row.key, render(settings, chosen))
 
     return build
 
@@ -282,14 +280,14 @@ def send_digest(
         else:
             row = store.latest_digest(conn, settings.digest.list_name)
     if row is None:
-        raise DigestError(
+        raise NotFound(
             f"There is no digest {key!r}; see `digest run`, which composes one."
             if key
             else "No digest has been composed yet; run `digest run` first."
         )
-    report = RunReport(key=row["key"])
+    report = RunReport(key=row.key)
     with store.transaction(engine) as conn:
-        report.articles = len(store.digest_articles(conn, row["id"]))
+        report.articles = len(store.digest_articles(conn, row.id))
     key_secret, _ = secret_key(settings)
     return _deliver_into(report, settings, engine, row, key_secret, on_batch, on_deliveries)
 
@@ -307,27 +305,28 @@ def send_test_copy(settings: Settings, address: str, key: str | None = None) -> 
         row = store.find_digest(conn, key) if key else None
         reader = store.find_subscriber(conn, address)
     if key and row is None:
-        raise DigestError(f"There is no digest {key!r}; see `digest run`, which composes one.")
-    what = f"digest {key}"
-    if row is None:
+        raise NotFound(f"There is no digest {key!r}; see `digest run`, which composes one.")
+    if row is not None:
+        what, test_key, rendered = f"digest {row.key}", row.key, row.rendered
+    else:
         draft = draft_digest(settings, engine)
         if draft.items:
-            rendered = render(settings, draft)
-            row = {"key": draft.key}
-            what = f"the draft of {draft.key}"
+            what, test_key, rendered = (
+                f"the draft of {draft.key}",
+                draft.key,
+                render(settings, draft),
+            )
         else:
             with store.transaction(engine) as conn:
-                row = store.latest_digest(conn, settings.digest.list_name)
-            if row is None:
-                raise DigestError("Nothing to send yet: no new articles; run `digest collect`.")
-            what = f"digest {row['key']}"
-    if "subject" in row:
-        rendered = RenderedDigest(subject=row["subject"], html=row["html"], text=row["text"])
+                latest = store.latest_digest(conn, settings.digest.list_name)
+            if latest is None:
+                raise NotFound("Nothing to send yet: no new articles; run `digest collect`.")
+            what, test_key, rendered = f"digest {latest.key}", latest.key, latest.rendered
     key_secret, _ = secret_key(settings)
     # The outbox writes test copies to a folder of their own, never over a real copy.
     mailing = Mailing(
-        f"test/{row['key']}",
-        message_template(settings, row, rendered),
+        f"test/{test_key}",
+        message_template(settings, test_key, rendered),
         lambda sid: make_token(key_secret, sid, "unsubscribe"),
     )
     transport = open_transport(settings)
@@ -341,5 +340,5 @@ def send_test_copy(settings: Settings, address: str, key: str | None = None) -> 
     finally:
         transport.close()
     if outcome.status != "sent":
-        raise DigestError(f"The test copy to {address} was not sent: {outcome.detail}.")
+        raise DeliveryError(f"The test copy to {address} was not sent: {outcome.detail}.")
     return f"Sent a test copy of {what} to {address} ({transport.name}); nothing was recorded."

@@ -72,7 +72,7 @@ def build_preview(settings: Settings, engine: Engine, subscriber_id: int | None 
     who = reader(engine, subscriber_id)
     digest = for_topics(draft_digest(settings, engine), who.topics)
     rendered = render(settings, digest)
-    template = message_template(settings, {"key": digest.key}, rendered)
+    template = message_template(settings, digest.key, rendered)
     key, _ = secret_key(settings)
     token = make_token(key, who.id, "unsubscribe") if who.id else "preview-token"
     return Preview(digest, rendered, who, template.personalize(who, token).data)

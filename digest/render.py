@@ -23,7 +23,7 @@ import cssutils
 import jinja2
 from premailer import Premailer
 
-from digest.errors import DigestError
+from digest.errors import ConfigError
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
 from digest.models import Digest, DigestItem, RenderedDigest
 from digest.safetext import visible
@@ -84,12 +84,12 @@ def template_errors(user_dir: Path | None) -> Iterator[None]:
         yield
     except jinja2.TemplateSyntaxError as exc:
         where = f"{exc.filename or exc.name or 'a template'}, line {exc.lineno}"
-        raise DigestError(
+        raise ConfigError(
             f"The template {where} has an error ({exc.message}); fix it"
             + (f" in {user_dir}." if user_dir else ".")
         ) from None
     except jinja2.TemplateError as exc:
-        raise DigestError(
+        raise ConfigError(
             f"A template failed to render ({exc}); check the templates"
             + (f" in {user_dir}." if user_dir else ".")
         ) from None
@@ -202,7 +202,7 @@ def subject_line(digest: Digest, pattern: str) -> str:
             count=len(digest.items),
         )
     except (KeyError, IndexError, ValueError) as exc:
-        raise DigestError(
+        raise ConfigError(
             f"The subject pattern {pattern!r} is not valid ({exc}); use the fields "
             "{name}, {date}, {headline} and {count} in digest.subject."
         ) from None
@@ -255,7 +255,7 @@ def render_digest(
     env = template_environment(templates_dir)
     base_url = branding.base_url.rstrip("/")
     if absolute_url(base_url) is None:
-        raise DigestError(f"web.base_url {base_url!r} must be an absolute http(s) URL.")
+        raise ConfigError(f"web.base_url {base_url!r} must be an absolute http(s) URL.")
     subject = subject_line(digest, subject_pattern)
     items = [_clean_item(item) for item in digest.items]
     context: dict[str, Any] = {

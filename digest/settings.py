@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from digest import __version__
-from digest.errors import DigestError
+from digest.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/digest.toml")
 
@@ -421,24 +421,24 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise DigestError(_describe_validation_error(exc, path)) from None
+        raise ConfigError(_describe_validation_error(exc, path)) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DigestError(
+        raise ConfigError(
             f"Config file {path} does not exist; create it or pass --config PATH."
         ) from None
     except IsADirectoryError:
-        raise DigestError(f"Config path {path} is a folder; pass the .toml file in it.") from None
+        raise ConfigError(f"Config path {path} is a folder; pass the .toml file in it.") from None
     except UnicodeDecodeError:
-        raise DigestError(f"Config file {path} is not UTF-8 text; save it as UTF-8.") from None
+        raise ConfigError(f"Config file {path} is not UTF-8 text; save it as UTF-8.") from None
     except OSError as exc:
-        raise DigestError(f"Cannot read config file {path} ({exc.strerror}).") from None
+        raise ConfigError(f"Cannot read config file {path} ({exc.strerror}).") from None
     except tomllib.TOMLDecodeError as exc:
-        raise DigestError(f"Config file {path} is not valid TOML ({exc}); fix it.") from None
+        raise ConfigError(f"Config file {path} is not valid TOML ({exc}); fix it.") from None
 
 
 # Secrets that the documentation says come from the environment only: a config file is
@@ -453,7 +453,7 @@ def _refuse_secrets_in_file(values: dict[str, Any], path: Path) -> None:
     for (section, key), variable in _ENVIRONMENT_ONLY.items():
         table = values.get(section)
         if isinstance(table, dict) and key in table:
-            raise DigestError(
+            raise ConfigError(
                 f"{section}.{key} must not be written in {path}; remove it there and set "
                 f"the environment variable {variable} instead."
             )

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from digest import store
 from digest.deliver import DeliveryPolicy, send_test
-from digest.errors import DigestError
+from digest.errors import DeliveryError
 from digest.mail import open_transport
 from digest.mail.transport import Mailing
 from digest.models import RenderedDigest, Subscriber
@@ -122,7 +122,7 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
         )
     mailing = Mailing(
         f"confirm/{subscriber.id}",
-        message_template(settings, {"key": f"confirm/{subscriber.id}"}, rendered),
+        message_template(settings, f"confirm/{subscriber.id}", rendered),
         lambda sid: make_token(key, sid, "unsubscribe"),
     )
     transport = open_transport(settings)
@@ -133,4 +133,4 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
     finally:
         transport.close()
     if outcome.status != "sent":
-        raise DigestError(f"The confirmation email could not be sent: {outcome.detail}.")
+        raise DeliveryError(f"The confirmation email could not be sent: {outcome.detail}.")

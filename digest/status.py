@@ -88,5 +88,5 @@ def _list_status(conn: Any, list_name: str) -> ListStatus:
     row = store.latest_digest(conn, list_name)
     if row is None:
         return ListStatus(list_name, None, None)
-    counts = store.delivery_counts(conn, row["id"])
-    return ListStatus(list_name, row["key"], as_utc(row["created_at"]), counts)
+    counts = store.delivery_counts(conn, row.id)
+    return ListStatus(list_name, row.key, as_utc(row.created_at), counts)

@@ -19,7 +19,14 @@ from itsdangerous import BadSignature, Signer, TimestampSigner
 from sqlalchemy.engine import Engine
 
 from digest import store
-from digest.errors import DigestError, InvalidAddress, InvalidName
+from digest.errors import (
+    ConfigError,
+    DigestError,
+    InvalidAddress,
+    InvalidInput,
+    InvalidName,
+    NotFound,
+)
 from digest.models import Subscriber
 from digest.settings import KEY_ADVICE, MIN_SECRET_BYTES, Settings
 
@@ -94,7 +101,7 @@ def add_subscriber(
 ) -> tuple[Subscriber, bool]:
     """Add someone, or update their name/topics; returns (subscriber, created)."""
     if status not in STATUSES:
-        raise DigestError(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
+        raise InvalidInput(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
     address, clean = normalize_email(email), clean_name(name)
     with store.transaction(engine) as conn:
         existing = store.find_subscriber(conn, address)
@@ -131,8 +138,8 @@ def remove_subscriber(engine: Engine, email: str) -> Subscriber:
         return updated
 
 
-def not_found(address: str) -> DigestError:
-    return DigestError(f"No subscriber {address}; check the address with `subscribers list`.")
+def not_found(address: str) -> NotFound:
+    return NotFound(f"No subscriber {address}; check the address with `subscribers list`.")
 
 
 def purge_subscriber(engine: Engine, email: str) -> int:
@@ -204,7 +211,7 @@ def _header_map(header: Sequence[str]) -> dict[str, int]:
             if key in aliases and field_name not in found:
                 found[field_name] = index
     if "email" not in found:
-        raise DigestError(
+        raise InvalidInput(
             "The CSV has no email column; its first row must name the columns, e.g. email,name."
         )
     return found
@@ -231,9 +238,9 @@ def _parse_rows(
             name = clean_name(cell(values, "name"))
             status = (cell(values, "status") or "active").lower()
             if status not in STATUSES:
-                raise DigestError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+                raise InvalidInput(f"unknown status {status!r} (use {', '.join(STATUSES)})")
             if email in seen:
-                raise DigestError(f"{email} appears twice in the file")
+                raise InvalidInput(f"{email} appears twice in the file")
         except DigestError as exc:
             errors.append((line, str(exc)))
             continue
@@ -261,9 +268,9 @@ def import_csv(
     try:
         data = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise DigestError(f"The file {path} does not exist.") from None
+        raise InvalidInput(f"The file {path} does not exist.") from None
     except UnicodeDecodeError:
-        raise DigestError(f"The file {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
+        raise InvalidInput(f"The file {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
     rows, errors = _read_csv(data, path)
     report = ImportReport(errors=errors)
     if strict and errors:
@@ -316,10 +323,10 @@ def _read_csv(data: str, path: Path) -> tuple[list[_Row], list[tuple[int, str]]]
     try:
         header = next(reader, None)
         if header is None:
-            raise DigestError(f"The file {path} is empty.")
+            raise InvalidInput(f"The file {path} is empty.")
         return _parse_rows(reader, _header_map(header))
     except csv.Error as exc:
-        raise DigestError(
+        raise InvalidInput(
             f"The file {path} is not a CSV digest can read (line {reader.line_num}: {exc}); "
             "save it as CSV with one subscriber a line."
         ) from None
@@ -387,9 +394,9 @@ def secret_key(settings: Settings) -> tuple[str, bool]:
     try:
         key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DigestError(f"Cannot read the signing key {path} ({exc}); {KEY_ADVICE}.") from None
+        raise ConfigError(f"Cannot read the signing key {path} ({exc}); {KEY_ADVICE}.") from None
     if len(key.encode()) < MIN_SECRET_BYTES:
-        raise DigestError(
+        raise ConfigError(
             f"The signing key in {path} is empty or shorter than {MIN_SECRET_BYTES} bytes; "
             f"delete the file to have a new one generated, or {KEY_ADVICE}."
         )
@@ -419,12 +426,12 @@ def ensure_data_dir(folder: Path) -> None:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise DigestError(
+        raise ConfigError(
             f"Cannot create the data folder {folder} ({exc.strerror}); set data_dir to a "
             "folder you can write."
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise DigestError(
+        raise ConfigError(
             f"The data folder {folder} is not writable; set data_dir to a folder you can write."
         )
 

@@ -10,7 +10,7 @@ from digest.collect.fetch import PAGE_ACCEPT, Fetched, Fetcher
 from digest.collect.files import read_article_file
 from digest.collect.pages import extract_page
 from digest.collect.textclean import clean_text
-from digest.errors import DigestError
+from digest.errors import SourceError
 from digest.models import CleanText
 from digest.settings import CollectSettings
 
@@ -29,17 +29,17 @@ def read_article(location: str, settings: CollectSettings | None = None) -> Clea
     if location.startswith(("http://", "https://")):
         fetched = asyncio.run(_fetch(location, settings or CollectSettings()))
         if fetched.error:
-            raise DigestError(fetched.error)
+            raise SourceError(fetched.error)
         page = extract_page(fetched.text(), fetched.final_url or location)
         if page is None:
-            raise DigestError(f"No article text found at {location}; is it an article page?")
+            raise SourceError(f"No article text found at {location}; is it an article page?")
         return page
     if location == "-":
         return clean_text(sys.stdin.read())
     try:
         found = read_article_file(Path(location))
     except OSError as exc:
-        raise DigestError(f"Cannot read {location}: {exc.strerror}.") from None
+        raise SourceError(f"Cannot read {location}: {exc.strerror}.") from None
     if found is None:
-        raise DigestError(f"No article text found in {location}.")
+        raise SourceError(f"No article text found in {location}.")
     return found

@@ -21,7 +21,7 @@ import feedparser
 from digest.collect.dedupe import canonical_url
 from digest.collect.html import html_paragraphs, plain_text
 from digest.collect.jsonfeed import looks_like_json, parse_json_feed
-from digest.errors import DigestError
+from digest.errors import SourceError
 from digest.models import Article
 from digest.settings import CollectSettings
 
@@ -157,7 +157,7 @@ def _json_feed(data: bytes) -> ParsedFeed:
     try:
         feed, items, problem = parse_json_feed(data)
     except ValueError as exc:
-        raise DigestError(f"The document is {exc}.") from None
+        raise SourceError(f"The document is {exc}.") from None
     entries = []
     for item in items:
         markup = item.content_html or item.content_text or item.summary or ""
@@ -212,10 +212,10 @@ def parse_feed_document(
         # Nothing feed-like at all: say what it was instead, when the server said so.
         kind = (content_type or "").partition(";")[0].strip().lower()
         if kind and not any(word in kind for word in ("xml", "rss", "atom", "rdf")):
-            raise DigestError(f"The document is not a feed (served as {kind}).")
+            raise SourceError(f"The document is not a feed (served as {kind}).")
         if exc is not None:
-            raise DigestError(f"The document is not a well-formed feed ({exc}).")
-        raise DigestError("The document is not a feed (no RSS, Atom or JSON Feed found).")
+            raise SourceError(f"The document is not a well-formed feed ({exc}).")
+        raise SourceError("The document is not a feed (no RSS, Atom or JSON Feed found).")
     title = plain_text((parsed.get("feed") or {}).get("title") or "")
     return ParsedFeed(title, version, entries, problem)
 
@@ -233,11 +233,11 @@ def read_feed_file(location: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DigestError(
+        raise SourceError(
             f"Feed file {path} does not exist; fix its location in the config."
         ) from None
     except OSError as exc:
-        raise DigestError(f"Cannot read feed file {path} ({exc.strerror}).") from None
+        raise SourceError(f"Cannot read feed file {path} ({exc.strerror}).") from None
 
 
 FullText = Literal["auto", "always", "never"]

@@ -32,6 +32,7 @@ import anyio
 import httpcore
 import httpx
 
+from digest.errors import reason_of
 from digest.safetext import without_password
 from digest.settings import CollectSettings
 
@@ -280,7 +281,7 @@ class Fetcher:
                     url, error=f"{shown} is not a valid http(s) URL; fix it in the config."
                 )
             except httpx.HTTPError as exc:
-                reason = str(exc) or type(exc).__name__
+                reason = reason_of(exc)
                 return Fetched(
                     url, error=f"Fetching {shown} failed ({reason}); tried again next run."
                 )

@@ -17,7 +17,7 @@ from digest.collect.fetch import decode_html
 from digest.collect.html import html_paragraphs
 from digest.collect.pages import extract_page
 from digest.collect.textclean import clean_text
-from digest.errors import DigestError
+from digest.errors import SourceError
 from digest.models import Article, CleanText
 
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
@@ -45,7 +45,7 @@ def read_folder(
 ) -> Iterator[Article]:
     """Yield one cleaned article per article file in the folder, in name order."""
     if not folder.is_dir():
-        raise DigestError(f"Source folder {folder} does not exist; fix its location in the config.")
+        raise SourceError(f"Source folder {folder} does not exist; fix its location in the config.")
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in SUFFIXES or path.name.lower().startswith("readme"):
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
-from digest.errors import DigestError
+from digest.errors import ConfigError
 
 # Gmail and Yahoo require the one-click unsubscribe headers to be covered by DKIM.
 # Headers listed twice are "oversigned": the extra entry signs their absence, so nobody on
@@ -66,16 +66,16 @@ def load_signer(key_file: Path, selector: str, domain: str) -> DkimSigner:
         # dkimpy looks for "\n" line endings around the base64 body.
         key = key_file.read_bytes().replace(b"\r\n", b"\n")
     except OSError as exc:
-        raise DigestError(
+        raise ConfigError(
             f"Cannot read the DKIM key {key_file} ({exc.strerror}); fix dkim.key_file."
         ) from None
     try:
         parse_pem_private_key(key)
     except (UnparsableKeyError, ValueError):
-        raise DigestError(
+        raise ConfigError(
             f"The DKIM key {key_file} is not a PEM RSA private key; create one with "
             "`openssl genrsa -out dkim.pem 2048`."
         ) from None
     if not selector.isascii() or not domain.isascii() or not selector or not domain:
-        raise DigestError("dkim.selector and dkim.domain must be non-empty ASCII names.")
+        raise ConfigError("dkim.selector and dkim.domain must be non-empty ASCII names.")
     return DkimSigner(selector=selector, domain=domain, private_key=key)

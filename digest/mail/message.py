@@ -25,7 +25,7 @@ from email.utils import format_datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from digest.errors import DigestError
+from digest.errors import DigestError, InvalidInput
 from digest.models import RenderedDigest, Subscriber
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def reject_line_breaks(value: str, what: str) -> str:
     found = _CONTROL.search(value)
     if found:
         kind = "a line break" if found.group() in "\r\n" else "a control character"
-        raise DigestError(f"The {what} contains {kind}; remove it (header injection).")
+        raise InvalidInput(f"The {what} contains {kind}; remove it (header injection).")
     return value
 
 
@@ -213,7 +213,7 @@ class MessageTemplate:
             reject_line_breaks(value, what)
         for url, what in [(unsubscribe_url, "unsubscribe URL"), (unsubscribe_mailto, "mailto")]:
             if _URL_UNSAFE.search(url) or not url.isascii():
-                raise DigestError(
+                raise InvalidInput(
                     f"The {what} {url!r} must be ASCII without spaces, quotes or brackets "
                     "(write an international domain in its xn-- form)."
                 )
@@ -296,7 +296,7 @@ class MessageTemplate:
         name = reject_line_breaks(subscriber.name or "", "subscriber name")
         reject_line_breaks(subscriber.email, "subscriber address")
         if _URL_UNSAFE.search(token):
-            raise DigestError(f"The unsubscribe token {token!r} is not URL-safe.")
+            raise InvalidInput(f"The unsubscribe token {token!r} is not URL-safe.")
         url = self._unsubscribe_url.format(token=token)
         message_id = self.message_id(subscriber)
         shown = name or ANONYMOUS_NAME

@@ -20,8 +20,9 @@ import ssl
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from digest.errors import DigestError
+from digest.errors import DeliveryError, DigestError, reason_of
 from digest.mail.message import Envelope
 from digest.mail.transport import Mailing, Outcome, failed, retry, sent
 from digest.models import Subscriber
@@ -35,7 +36,7 @@ _MAX_LINE = 8192  # the longest reply line accepted, as smtplib
 class SmtpConfig:
     host: str
     port: int
-    security: str  # starttls | tls | none
+    security: Literal["starttls", "tls", "none"]
     sender: str  # the envelope sender (MAIL FROM), where bounces go
     username: str | None = None
     password: str | None = None
@@ -296,12 +297,13 @@ class _Connection:
         try:
             self._socket.sendall(data)
         except OSError as exc:
-            raise _Lost(str(exc) or type(exc).__name__, in_doubt=False) from None
+            raise _Lost(reason_of(exc), in_doubt=False) from None
 
     def _read(self, *, in_doubt: bool = False) -> _Reply:
         # smtplib's getreply, without what a pipelined sender pays for four times a
         # message: debug logging and a decode per line (RFC 5321 4.2: "ddd-" continues).
         lines: list[bytes] = []
+        line = b""
         try:
             while True:
                 line = self._file.readline(_MAX_LINE)
@@ -312,7 +314,7 @@ class _Connection:
                     break
             code = int(line[:3])
         except OSError as exc:
-            raise _Lost(str(exc) or type(exc).__name__, in_doubt=in_doubt) from None
+            raise _Lost(reason_of(exc), in_doubt=in_doubt) from None
         except ValueError:
             raise _Lost(f"not an SMTP reply: {line[:40]!r}", in_doubt=in_doubt) from None
         reply = _Reply(code, b" ".join(lines).decode("utf-8", "replace"))
@@ -384,7 +386,7 @@ class SmtpTransport:
                         del outcomes[index]
             todo = [index for index in todo if index not in outcomes]
         if refused and not any(o.status == "sent" for o in outcomes.values()):
-            raise DigestError(
+            raise DeliveryError(
                 f"The SMTP server {self.config.where} refused the sender address "
                 f"{self.config.sender} ({refused}); check sender.address."
             )
@@ -437,7 +439,7 @@ class SmtpTransport:
             smtp.ehlo_or_helo_if_needed()
             if c.security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise DigestError(
+                    raise DeliveryError(
                         f"The SMTP server {c.where} does not offer STARTTLS; use its TLS port "
                         "with delivery.smtp_security = 'tls', or 'none' only on a trusted network."
                     )
@@ -453,34 +455,34 @@ class SmtpTransport:
             _discard(smtp)
             text = exc.smtp_error
             text = text.decode(errors="replace") if isinstance(text, bytes) else text
-            raise DigestError(
+            raise DeliveryError(
                 f"The SMTP server {c.where} refused the login for {c.username!r} "
                 f"({exc.smtp_code} {text}); check "
                 "delivery.smtp_username and DIGEST_DELIVERY__SMTP_PASSWORD."
             ) from None
         except smtplib.SMTPNotSupportedError:
             _discard(smtp)
-            raise DigestError(
+            raise DeliveryError(
                 f"The SMTP server {c.where} does not offer a login (AUTH); check "
                 "delivery.smtp_security, or unset delivery.smtp_username."
             ) from None
         except ssl.SSLCertVerificationError as exc:
             _discard(smtp)
-            raise DigestError(
+            raise DeliveryError(
                 f"Cannot verify the TLS certificate of {c.where} ({exc.verify_message}); set "
                 "delivery.smtp_ca_file to the CA that signed it, or delivery.smtp_verify = "
                 "false for a test server."
             ) from None
         except ssl.SSLError as exc:
             _discard(smtp)
-            raise DigestError(
+            raise DeliveryError(
                 f"TLS with the SMTP server {c.where} failed ({exc.reason}); check "
                 "delivery.smtp_security and delivery.smtp_port."
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _discard(smtp)
             raise _Unreachable(
-                f"cannot connect to the SMTP server {c.where} ({exc or type(exc).__name__})"
+                f"cannot connect to the SMTP server {c.where} ({reason_of(exc)})"
             ) from None
 
 
@@ -510,7 +512,7 @@ def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
     except (OSError, ssl.SSLError) as exc:
-        raise DigestError(
+        raise DeliveryError(
             f"Cannot read the CA file {config.ca_file} ({exc.strerror or exc}); "
             "fix delivery.smtp_ca_file."
         ) from None

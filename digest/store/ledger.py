@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from digest.models import Article, Quote, Subscriber, Summary
+from digest.models import Article, DeliveryResult, Quote, StoredDigest, Subscriber, Summary
 from digest.store.articles import _article_from_row
 from digest.store.people import _subscriber_from_row
 from digest.store.schema import (
@@ -27,9 +27,12 @@ from digest.store.schema import (
 # -- digests and the deliveries ledger -------------------------------------------------
 
 
-def find_digest(conn: Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(digests).where(digests.c.key == key)).mappings().first()
-    return dict(row) if row else None
+def _stored(row: Any) -> StoredDigest | None:
+    return StoredDigest(**row) if row else None
+
+
+def find_digest(conn: Connection, key: str) -> StoredDigest | None:
+    return _stored(conn.execute(sa.select(digests).where(digests.c.key == key)).mappings().first())
 
 
 def create_digest(
@@ -126,10 +129,8 @@ def pending_deliveries(
     return [_subscriber_from_row(row) for row in conn.execute(query)]
 
 
-def record_deliveries(
-    conn: Connection, digest_id: int, results: Sequence[tuple[int, str, str | None, str | None]]
-) -> None:
-    """Write (subscriber_id, status, message_id, error) for one batch."""
+def record_deliveries(conn: Connection, digest_id: int, results: Sequence[DeliveryResult]) -> None:
+    """Write each subscriber's new delivery state for one batch."""
     if not results:
         return
     stmt = (
@@ -206,7 +207,7 @@ def mark_bounced(conn: Connection, subscriber_ids: Sequence[int], threshold: int
     return ids
 
 
-def latest_digest(conn: Connection, list_name: str) -> dict[str, Any] | None:
+def latest_digest(conn: Connection, list_name: str) -> StoredDigest | None:
     """The most recently composed digest of this list, or None."""
     row = (
         conn.execute(
@@ -218,7 +219,7 @@ def latest_digest(conn: Connection, list_name: str) -> dict[str, Any] | None:
         .mappings()
         .first()
     )
-    return dict(row) if row else None
+    return _stored(row)
 
 
 def digest_articles(conn: Connection, digest_id: int) -> list[tuple[Article, Summary]]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from digest.errors import DigestError
+from digest.errors import StoreError
 
 metadata = sa.MetaData()
 
@@ -241,14 +241,14 @@ def migrate(engine: Engine) -> int:
             inspector = sa.inspect(conn)
             tables = set(inspector.get_table_names())
             if tables and "schema_version" not in tables:
-                raise DigestError(
+                raise StoreError(
                     f"The database {where} holds tables that are not digest's; point "
                     "database_url (or data_dir) at a new or a digest database."
                 )
             schema_version.create(conn, checkfirst=True)
             current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
             if current > len(MIGRATIONS):
-                raise DigestError(
+                raise StoreError(
                     f"The database {where} was made by a newer digest (schema {current}); "
                     "upgrade digest to use it."
                 )
@@ -257,11 +257,11 @@ def migrate(engine: Engine) -> int:
                 conn.execute(schema_version.delete())
                 conn.execute(schema_version.insert().values(version=version))
     except OperationalError as exc:
-        raise DigestError(
+        raise StoreError(
             f"Cannot open the database ({exc.orig}); check database_url and data_dir."
         ) from None
     except DatabaseError as exc:
-        raise DigestError(
+        raise StoreError(
             f"The database {where} cannot be read as one ({exc.orig}); point database_url "
             "(or data_dir) at a digest database, or move the file away."
         ) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from digest.errors import DigestError
+from digest.errors import ConfigError
 from digest.mail.api.http import ApiTransport
 from digest.mail.api.mailgun import MailgunTransport
 from digest.mail.api.postmark import PostmarkTransport
@@ -22,7 +22,7 @@ def open_api_transport(settings: Settings) -> ApiTransport:
     """The transport for `delivery.backend`, configured from the settings."""
     d = settings.delivery
     if d.api_key is None:
-        raise DigestError(
+        raise ConfigError(
             f"delivery.backend is {d.backend!r} but no API key is set; "
             "set DIGEST_DELIVERY__API_KEY."
         )
@@ -39,4 +39,4 @@ def open_api_transport(settings: Settings) -> ApiTransport:
         return MailgunTransport(
             key, domain=domain, base_url=url, timeout=timeout, concurrency=concurrency
         )
-    raise DigestError(f"delivery.backend {d.backend!r} is not a provider API.")
+    raise ConfigError(f"delivery.backend {d.backend!r} is not a provider API.")

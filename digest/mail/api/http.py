@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from digest.errors import DigestError
+from digest.errors import DeliveryError, reason_of
 from digest.mail.api.content import ApiContent
 from digest.mail.transport import Mailing, Outcome, failed, retry
 from digest.models import Subscriber
@@ -94,7 +94,7 @@ class ApiTransport:
             # The provider may have taken the batch before the answer was lost.
             return [retry(f"{self.title} did not answer in time")] * len(batch)
         except httpx.TransportError as exc:
-            reason = f"cannot reach {self.title} at {self.base_url} ({exc or type(exc).__name__})"
+            reason = f"cannot reach {self.title} at {self.base_url} ({reason_of(exc)})"
             return [retry(reason, unavailable=True)] * len(batch)
         status = response.status_code
         if status == 429 or status >= 500:
@@ -102,12 +102,12 @@ class ApiTransport:
             after = retry_after(response)
             return [retry(reason, after, unavailable=True)] * len(batch)
         if status in (401, 403):
-            raise DigestError(
+            raise DeliveryError(
                 f"{self.title} refused the API key ({status}: {describe(response)}); "
                 "check DIGEST_DELIVERY__API_KEY."
             )
         if status == 404:
-            raise DigestError(
+            raise DeliveryError(
                 f"{self.title} has no {request.url} ({describe(response)}); check "
                 "delivery.api_base_url and delivery.api_domain."
             )
