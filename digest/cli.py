@@ -24,11 +24,13 @@ from rich.table import Table
 from rich.text import Text
 
 from digest.errors import ConfigError, DigestError, InvalidInput
-from digest.settings import Settings, config_path, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from digest.deliver import DeliveryReport
     from digest.pipeline import RunReport
+    from digest.settings import Settings
 
 app = typer.Typer(
     name="digest",
@@ -52,14 +54,23 @@ ConfigOption = Annotated[
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
+    settings: Settings = ctx.obj  # set by _main, which runs before every command
     return settings
+
+
+def _engine(ctx: typer.Context) -> Engine:
+    """The store, without importing the pipeline (collection, rendering) it does not need."""
+    from digest import store
+
+    return store.connect(_settings(ctx).db_url)
 
 
 @app.callback()
 def _main(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Collect articles, summarize them, and mail one good digest a day."""
+    # Imported here so `digest --help` never pays for pydantic.
+    from digest.settings import config_path, load_settings
+
     ctx.obj = load_settings(config)
     ctx.meta["config_path"] = config_path(config)
 
@@ -224,10 +235,9 @@ def collect(ctx: typer.Context) -> None:
     Example: digest collect
     """
     from digest.collect import collect_sources
-    from digest.pipeline import open_store
 
     settings = _settings(ctx)
-    engine = open_store(settings)
+    engine = _engine(ctx)
     with Progress(
         TextColumn("[bold]Collecting"),
         BarColumn(),
@@ -253,10 +263,9 @@ def sources(ctx: typer.Context) -> None:
     Example: digest sources
     """
     from digest.collect import source_health
-    from digest.pipeline import open_store
 
     settings = _settings(ctx)
-    rows = source_health(settings, open_store(settings))
+    rows = source_health(settings, _engine(ctx))
     if not rows:
         console.print("No sources configured; add [[sources]] to the config file.")
         return
@@ -467,11 +476,10 @@ def subscribers_add(
 
     Example: digest subscribers add ana@example.org --name "Ana Lindgren"
     """
-    from digest.pipeline import open_store
     from digest.subscribers import add_subscriber
 
     subscriber, created = add_subscriber(
-        open_store(_settings(ctx)), email, name=name, topics=topics, status=status
+        _engine(ctx), email, name=name, topics=topics, status=status
     )
     verb = "Added" if created else "Updated"
     console.print(f"{verb} {subscriber.email} ({subscriber.status}).")
@@ -489,10 +497,9 @@ def subscribers_remove(
 
     Example: digest subscribers remove ana@example.org --purge
     """
-    from digest.pipeline import open_store
     from digest.subscribers import purge_subscriber, remove_subscriber
 
-    engine = open_store(_settings(ctx))
+    engine = _engine(ctx)
     if purge:
         subscriber_id = purge_subscriber(engine, email)
         console.print(f"Unsubscribed and erased subscriber #{subscriber_id}'s personal data.")
@@ -512,26 +519,23 @@ def subscribers_list(
 
     Example: digest subscribers list --status active --format csv
     """
-    from digest import store
-    from digest.pipeline import open_store
-    from digest.subscribers import export_csv
+    from digest.subscribers import each_subscriber, export_csv
 
     if fmt not in ("table", "csv", "json"):
         raise InvalidInput(f"Unknown format {fmt!r}; use table, csv or json.")
-    with store.transaction(open_store(_settings(ctx))) as conn:
-        people = store.iter_subscribers(conn, status, topic)
-        if fmt == "csv":
-            export_csv(people, sys.stdout)
-        elif fmt == "json":
-            sys.stdout.write(json.dumps([asdict(p) for p in people], ensure_ascii=False) + "\n")
-        else:
-            rows = list(people)
-            table = Table(title=f"{len(rows)} subscribers")
-            for column in ("Email", "Name", "Topics", "Status"):
-                table.add_column(column)
-            for p in rows:
-                table.add_row(p.email, p.name or "", ", ".join(p.topics), p.status)
-            console.print(table)
+    people = each_subscriber(_engine(ctx), status, topic)
+    if fmt == "csv":
+        export_csv(people, sys.stdout)
+    elif fmt == "json":
+        sys.stdout.write(json.dumps([asdict(p) for p in people], ensure_ascii=False) + "\n")
+    else:
+        rows = list(people)
+        table = Table(title=f"{len(rows)} subscribers")
+        for column in ("Email", "Name", "Topics", "Status"):
+            table.add_column(column)
+        for p in rows:
+            table.add_row(p.email, p.name or "", ", ".join(p.topics), p.status)
+        console.print(table)
 
 
 @subscribers_app.command("show")
@@ -542,16 +546,9 @@ def subscribers_show(
 
     Example: digest subscribers show ana@example.org
     """
-    from digest import store
-    from digest.pipeline import open_store
-    from digest.subscribers import normalize_email, not_found
+    from digest.subscribers import subscriber_details
 
-    address = normalize_email(email)
-    with store.transaction(open_store(_settings(ctx))) as conn:
-        subscriber = store.find_subscriber(conn, address)
-        if subscriber is None:
-            raise not_found(address)
-        counts = store.subscriber_delivery_counts(conn, subscriber.id)
+    subscriber, counts = subscriber_details(_engine(ctx), email)
     table = Table(show_header=False, title=subscriber.email)
     table.add_row("Name", subscriber.name or "")
     table.add_row("Status", subscriber.status)
@@ -571,20 +568,17 @@ def subscribers_export(
 
     Example: digest subscribers export subscribers.csv
     """
-    from digest import store
-    from digest.pipeline import open_store
-    from digest.subscribers import export_csv
+    from digest.subscribers import each_subscriber, export_csv
 
-    with store.transaction(open_store(_settings(ctx))) as conn:
-        people = store.iter_subscribers(conn)
-        if file is None:
-            export_csv(people, sys.stdout)
-            return
-        try:
-            with file.open("w", newline="", encoding="utf-8") as handle:
-                count = export_csv(people, handle)
-        except OSError as exc:
-            raise ConfigError(f"Cannot write {file}: {exc.strerror}.") from None
+    people = each_subscriber(_engine(ctx))
+    if file is None:
+        export_csv(people, sys.stdout)
+        return
+    try:
+        with file.open("w", newline="", encoding="utf-8") as handle:
+            count = export_csv(people, handle)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {file}: {exc.strerror}.") from None
     err_console.print(f"Wrote {count} subscribers to {file}.")
 
 
@@ -594,10 +588,9 @@ def subscribers_stats(ctx: typer.Context) -> None:
 
     Example: digest subscribers stats
     """
-    from digest.pipeline import open_store
     from digest.subscribers import subscriber_stats
 
-    stats = subscriber_stats(open_store(_settings(ctx)))
+    stats = subscriber_stats(_engine(ctx))
     table = Table(title=f"{stats.total} subscribers")
     table.add_column("Status")
     table.add_column("Count", justify="right")
@@ -626,12 +619,9 @@ def subscribers_import(
 
     Example: digest subscribers import config/samples/subscribers.csv
     """
-    from digest.pipeline import open_store
     from digest.subscribers import import_csv
 
-    report = import_csv(
-        open_store(_settings(ctx)), file, strict=strict, dry_run=dry_run, resubscribe=resubscribe
-    )
+    report = import_csv(_engine(ctx), file, strict=strict, dry_run=dry_run, resubscribe=resubscribe)
     for line, reason in report.errors:
         err_console.print(f"[red]line {line}:[/] {reason}")
     if strict and report.errors:

@@ -7,7 +7,7 @@ import io
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
@@ -162,6 +162,24 @@ def purge_subscriber(engine: Engine, email: str) -> int:
             status="unsubscribed",
         )
         return existing.id
+
+
+def each_subscriber(
+    engine: Engine, status: str | None = None, topic: str | None = None
+) -> Iterator[Subscriber]:
+    """Every subscriber (of a status, or who chose a topic), streamed in one transaction."""
+    with store.transaction(engine) as conn:
+        yield from store.iter_subscribers(conn, status, topic)
+
+
+def subscriber_details(engine: Engine, email: str) -> tuple[Subscriber, dict[str, int]]:
+    """One subscriber and how many deliveries of theirs are in each status."""
+    address = normalize_email(email)
+    with store.transaction(engine) as conn:
+        subscriber = store.find_subscriber(conn, address)
+        if subscriber is None:
+            raise not_found(address)
+        return subscriber, store.subscriber_delivery_counts(conn, subscriber.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ def _messages(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "var" / "outbox").rglob("*.eml"))
 
 
-def test_run_twice_writes_each_active_subscriber_once(cli, tmp_path):
+def test_run_twice_writes_each_active_subscriber_once(cli_process, tmp_path):
+    # The installed command in its own process, as a user runs it.
+    cli = cli_process
     assert cli("subscribers", "import", str(SAMPLES / "subscribers.csv")).returncode == 0
     pending = cli("subscribers", "add", "later@example.com", "--status", "pending")
     assert pending.returncode == 0
@@ -100,7 +102,9 @@ def test_summarize_reads_standard_input(cli):
     assert json.loads(result.stdout)["title"].startswith("Portvale")
 
 
-def test_user_errors_are_one_sentence_without_traceback(cli, tmp_path):
+def test_user_errors_are_one_sentence_without_traceback(cli_process, tmp_path):
+    # The installed command in its own process, as a user runs it.
+    cli = cli_process
     missing = cli("summarize", str(tmp_path / "nope.txt"))
     assert missing.returncode == 1
     assert "Cannot read" in missing.stderr and "Traceback" not in missing.stderr
