@@ -246,6 +246,37 @@ def _row(subscriber: Subscriber, outcome: Outcome) -> DeliveryResult:
     return DeliveryResult(subscriber.id, "failed", error=outcome.detail)
 
 
+class _PendingRows:
+    """A digest's pending deliveries, batch by batch in subscriber order, one read ahead."""
+
+    def __init__(self, engine: Engine, digest_id: int, size: int) -> None:
+        self._engine, self._digest_id, self._size = engine, digest_id, size
+        self._after = 0  # the last subscriber id handed out
+        self._ahead: list[Subscriber] | None = None
+        self.exhausted = False
+
+    def _read(self) -> list[Subscriber]:
+        with store.transaction(self._engine) as conn:
+            return store.pending_deliveries(conn, self._digest_id, self._size, after=self._after)
+
+    def next(self) -> list[Subscriber]:
+        """The next batch; empty once there is none left."""
+        if self.exhausted:
+            return []
+        batch = self._ahead if self._ahead is not None else self._read()
+        self._ahead = None
+        if not batch:
+            self.exhausted = True
+        else:
+            self._after = batch[-1].id
+        return batch
+
+    def read_ahead(self) -> None:
+        """Read the next batch now, while the workers are busy with the last ones."""
+        if not self.exhausted and self._ahead is None:
+            self._ahead = self._read()
+
+
 def deliver_digest(
     engine: Engine,
     *,
@@ -304,27 +335,15 @@ def deliver_digest(
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
-    after = 0
-    upcoming: list[Subscriber] | None = None  # read ahead while the workers send
-
-    def next_batch() -> list[Subscriber]:
-        with store.transaction(engine) as conn:
-            return store.pending_deliveries(conn, digest_id, size, after=after)
-
+    pending = _PendingRows(engine, digest_id, size)
     try:
         while True:
-            while upcoming != [] and len(in_flight) < workers:
-                batch = upcoming if upcoming is not None else next_batch()
-                upcoming = None
-                if not batch:
-                    upcoming = []
-                    break
-                after = batch[-1].id
+            while len(in_flight) < workers and (batch := pending.next()):
                 in_flight.add(pool.submit(sender.run, batch))
-            if upcoming is None and workers > 1:
+            if workers > 1:
                 # Read ahead while the workers send; a lone worker would only wait for
                 # the interpreter lock while this thread holds it.
-                upcoming = next_batch()
+                pending.read_ahead()
             if not in_flight:
                 break
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -157,18 +156,14 @@ def cli_process(tmp_path: Path, config_file: Path) -> CLI:
     return run
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(tmp_path: Path, config_file: Path, *command: str) -> Iterator[str]:
     """`digest collect` then a web command in a subprocess, as an editor would run them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
     subprocess.run([*base, "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    port = _free_port()
+    from tests.mailservers import free_port
+
+    port = free_port()
     process = subprocess.Popen(
         [*base, *command, "--port", str(port)],
         cwd=tmp_path,

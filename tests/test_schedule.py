@@ -376,10 +376,10 @@ def test_the_weekly_digest_has_its_own_key_from_the_same_articles(make_settings)
         weekly = store.find_digest(conn, f"weekly/{fire.date()}")
         daily = store.find_digest(conn, f"daily/{fire.date()}")
         assert weekly is not None and daily is not None
-        in_weekly = [a.id for a, _ in store.digest_articles(conn, weekly["id"])]
-        in_daily = [a.id for a, _ in store.digest_articles(conn, daily["id"])]
+        in_weekly = [a.id for a, _ in store.digest_articles(conn, weekly.id)]
+        in_daily = [a.id for a, _ in store.digest_articles(conn, daily.id)]
     assert in_weekly and sorted(in_weekly) == sorted(in_daily)  # the same pool, both lists
-    assert weekly["subject"].startswith("Test Digest — the week to")
+    assert weekly.subject.startswith("Test Digest — the week to")
     assert len(ledger(settings)) == 6 and all(a == 1 for _, _, a in ledger(settings))
 
 

@@ -50,4 +50,4 @@ def test_each_reader_gets_their_topics_and_each_topic_set_renders_once(settings,
     assert _text(settings, "sport@example.org") is None
     with store.transaction(engine) as conn:
         digest = store.find_digest(conn, report.key)
-        assert store.delivery_counts(conn, digest["id"]) == {"sent": 4, "skipped": 1}
+        assert store.delivery_counts(conn, digest.id) == {"sent": 4, "skipped": 1}
