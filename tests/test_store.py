@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from digest import store
@@ -12,29 +14,55 @@ from digest.mail.outbox import OutboxTransport
 from digest.models import Article, RenderedDigest
 from digest.subscribers import add_subscriber
 
-
-def _engine(tmp_path):
-    return store.connect(f"sqlite:///{tmp_path / 'db' / 'digest.db'}")
+pytestmark = pytest.mark.both_stores
 
 
-def test_schema_is_created_once_and_migration_is_idempotent(tmp_path):
-    engine = _engine(tmp_path)
+def _blank(database_url: str) -> str:
+    """The test's database emptied, so migrations start from nothing (PostgreSQL's is a copy
+    of a migrated template)."""
+    if database_url.startswith("postgresql"):
+        engine = sa.create_engine(database_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        engine.dispose()
+    return database_url
+
+
+def test_schema_is_created_once_and_migration_is_idempotent(database_url):
+    engine = store.connect(_blank(database_url))
     assert store.migrate(engine) == len(store.MIGRATIONS)
     with engine.connect() as conn:
         versions = conn.execute(sa.select(store.schema_version.c.version)).scalars().all()
-        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert versions == [len(store.MIGRATIONS)]
-    assert mode == "wal"
     tables = set(sa.inspect(engine).get_table_names())
     assert {"sources", "articles", "digests", "digest_items", "subscribers", "deliveries"} <= tables
+
+
+def test_hosts_starting_together_on_a_new_database_migrate_it_once(database_url):
+    # On PostgreSQL two CREATE TABLEs of one name in parallel fail on the catalog's unique
+    # index, IF NOT EXISTS or not; the schema lock serializes them.
+    url = _blank(database_url)
+    engines = [store.open_engine(url) for _ in range(4)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        versions = list(pool.map(store.migrate, engines))
+    assert versions == [len(store.MIGRATIONS)] * len(engines)
+    with engines[0].connect() as conn:
+        assert conn.execute(sa.select(store.schema_version.c.version)).scalars().all() == [
+            len(store.MIGRATIONS)
+        ]
+    for engine in engines:
+        engine.dispose()
 
 
 def _article(title: str, url: str | None = None) -> Article:
     return Article(title=title, paragraphs=(f"{title} happened today.",), source="s", url=url)
 
 
-def test_the_same_article_is_stored_once(tmp_path):
-    engine = _engine(tmp_path)
+def test_the_same_article_is_stored_once(database_url):
+    engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         sid = store.ensure_source(conn, "s", "folder", "/x")
         assert store.add_article(conn, sid, _article("A", "https://e.org/a"), "f1")
@@ -56,8 +84,8 @@ def _make_digest(conn, key: str) -> int | None:
     )
 
 
-def test_one_digest_per_key(tmp_path):
-    engine = _engine(tmp_path)
+def test_one_digest_per_key(database_url):
+    engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         first = _make_digest(conn, "daily/2026-11-28")
     with store.transaction(engine) as conn:

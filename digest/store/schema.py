@@ -189,7 +189,17 @@ def open_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'digest[postgres]')" if exc.name == "psycopg" else ""
+        raise DigestError(
+            f"database_url needs the Python package {exc.name}, which is not installed{extra}."
+        ) from None
+    except sa.exc.ArgumentError:
+        raise DigestError(
+            "database_url is not a database URL; use e.g. postgresql+psycopg://user@host/db."
+        ) from None
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -203,10 +213,32 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+# Any constant both hosts agree on: the key of PostgreSQL's advisory lock for schema changes.
+_SCHEMA_LOCK = 0x6469676573  # "diges"
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends; call it first in the transaction.
+
+    Two processes starting at once on a new database would both see a table missing and
+    both create it. On PostgreSQL even CREATE TABLE IF NOT EXISTS then fails (on the unique
+    index of type names): an advisory lock serializes them. Python's sqlite3 opens a
+    transaction only at the first write, after the check; BEGIN IMMEDIATE takes the
+    file's write lock before it.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+    elif conn.dialect.name == "sqlite":
+        dbapi: Any = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def migrate(engine: Engine) -> int:
     """Bring the schema to the newest version; return that version."""
     try:
         with engine.begin() as conn:
+            lock_schema(conn)
             schema_version.create(conn, checkfirst=True)
             current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
             for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
