@@ -43,6 +43,8 @@ UTC_ZONE = ZoneInfo("UTC")
 
 # -- cron and time zones (pure) ---------------------------------------------------------
 
+pytestmark = pytest.mark.both_stores
+
 
 def fire_times(trigger: object, start: datetime, end: datetime) -> list[datetime]:
     found, previous, now = [], None, start
@@ -166,13 +168,16 @@ def test_a_late_start_keeps_the_day_it_was_scheduled_for():
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+def make_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> Callable[..., Settings]:
     for name in list(os.environ):
         if name.startswith("DIGEST_"):
             monkeypatch.delenv(name)
 
     def make(schedule: str = "", extra: str = "") -> Settings:
-        return load_settings(write_config(tmp_path, f"\n{extra}\n[schedule]\n{schedule}\n"))
+        schedule_part = f"\n{extra}\n[schedule]\n{schedule}\n"
+        return load_settings(write_config(tmp_path, schedule_part, database_url=database_url))
 
     return make
 

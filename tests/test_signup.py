@@ -20,6 +20,8 @@ from tests.conftest import write_config
 
 LOCAL = ("127.0.0.1", 50000)
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def client(settings):
@@ -99,8 +101,8 @@ def test_forged_or_misused_confirmation_tokens_are_refused(settings, client):
     assert _history(settings, "cy@example.org")[0].status == "pending"
 
 
-def test_sign_ups_are_rate_limited_per_client(tmp_path):
-    config = write_config(tmp_path)
+def test_sign_ups_are_rate_limited_per_client(tmp_path, database_url):
+    config = write_config(tmp_path, database_url=database_url)
     config.write_text(config.read_text().replace("[web]\n", "[web]\nsignups_per_hour = 2\n"))
     client = TestClient(create_app(load_settings(config)), client=("198.51.100.7", 1234))
     codes = [
