@@ -3,6 +3,8 @@ from __future__ import annotations
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -57,8 +59,10 @@ def test_hosts_starting_together_on_a_new_database_migrate_it_once(database_url)
         engine.dispose()
 
 
-def _article(title: str, url: str | None = None) -> Article:
-    return Article(title=title, paragraphs=(f"{title} happened today.",), source="s", url=url)
+def _article(title: str, url: str | None = None, **more: Any) -> Article:
+    return Article(
+        title=title, paragraphs=(f"{title} happened today.",), source="s", url=url, **more
+    )
 
 
 def test_the_same_article_is_stored_once(database_url):
@@ -149,3 +153,34 @@ def test_an_interrupted_delivery_resumes_without_resending(tmp_path, settings):
     report = deliver_digest(transport=Recording(tmp_path / "out"), **args)
     assert report.sent == 4 and sorted(written) == [f"p{n}@example.org" for n in range(3, 7)]
     assert len(list((tmp_path / "out").rglob("*.eml"))) == 7
+
+
+def test_a_moment_comes_back_as_the_same_instant_in_utc(database_url):
+    # SQLite dropped the offset (09:00 in Seoul came back as 09:00, naive); PostgreSQL
+    # reads timestamptz back in the server's zone (the test cluster's is not UTC).
+    engine = store.connect(database_url)
+    in_seoul = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with store.transaction(engine) as conn:
+        sid = store.ensure_source(conn, "s", "folder", "/x")
+        store.add_article(conn, sid, _article("A", published_at=in_seoul), "f1")
+    with store.transaction(engine) as conn:
+        row = conn.execute(sa.select(store.articles)).one()
+        later = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(store.articles)
+            .where(store.articles.c.published_at > datetime(2026, 11, 28, 0, 30, tzinfo=UTC))
+        )
+    assert row.published_at == in_seoul and row.published_at.tzinfo is UTC
+    assert row.collected_at.tzinfo is UTC
+    assert later == 0  # 09:00 in Seoul is 00:00 UTC, before 00:30 UTC
+
+
+def test_a_nul_in_scraped_text_is_dropped_not_refused(database_url):
+    # PostgreSQL's text cannot hold NUL at all; SQLite stored it.
+    engine = store.connect(database_url)
+    article = Article(title="Ti\x00tle", paragraphs=("One\x00 two.",), source="s", byline="\x00")
+    with store.transaction(engine) as conn:
+        sid = store.ensure_source(conn, "s", "folder", "/x")
+        assert store.add_articles(conn, sid, [(article, "f1")]).new == 1
+        [stored] = store.unsent_articles(conn, "daily", 10)
+    assert (stored.title, stored.paragraphs, stored.byline) == ("Title", ("One two.",), "")

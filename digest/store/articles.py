@@ -110,16 +110,11 @@ def add_article(conn: Connection, source_id: int, article: Article, fingerprint:
         return False
     conn.execute(
         articles.insert().values(
+            **_article_values(article, fingerprint),
             source_id=source_id,
             url=article.url,
             guid=article.guid,
-            fingerprint=fingerprint,
-            title=article.title,
-            subtitle=article.subtitle,
-            byline=article.byline,
-            paragraphs=list(article.paragraphs),
             tags=list(article.tags),
-            published_at=article.published_at,
             collected_at=now(),
         )
     )
@@ -158,13 +153,19 @@ def _chunks(values: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:
         yield values[start : start + size]
 
 
+def _no_nul(text: str | None) -> str | None:
+    # PostgreSQL's text cannot hold NUL, which SQLite stores; scraped text may carry one
+    # (a .txt file, a JSON Feed's "\u0000"), and it is never part of what a reader sees.
+    return text.replace("\x00", "") if text else text
+
+
 def _article_values(article: Article, fingerprint: str) -> dict[str, Any]:
     return {
         "fingerprint": fingerprint,
-        "title": article.title,
-        "subtitle": article.subtitle,
-        "byline": article.byline,
-        "paragraphs": list(article.paragraphs),
+        "title": _no_nul(article.title),
+        "subtitle": _no_nul(article.subtitle),
+        "byline": _no_nul(article.byline),
+        "paragraphs": [_no_nul(p) for p in article.paragraphs],
         "published_at": article.published_at,
     }
 

@@ -14,6 +14,7 @@ from digest.models import Article, Quote, Subscriber, Summary
 from digest.store.articles import _article_from_row
 from digest.store.people import _subscriber_from_row
 from digest.store.schema import (
+    UTCDateTime,
     _new_id,
     articles,
     deliveries,
@@ -84,7 +85,7 @@ def create_digest(
                 subscribers.c.id,
                 sa.literal("pending"),
                 sa.literal(0),
-                sa.literal(now(), sa.DateTime(timezone=True)),
+                sa.literal(now(), UTCDateTime()),
             ).where(subscribers.c.status == "active"),
         )
     )

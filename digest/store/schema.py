@@ -18,6 +18,32 @@ from sqlalchemy.exc import OperationalError
 
 from digest.errors import DigestError
 
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A moment in time: stored in UTC, always read back as an aware datetime in UTC.
+
+    SQLite has no time zones: it kept the wall-clock time of an aware datetime and dropped
+    its offset (09:00+09:00 came back as 09:00, nine hours late), and read back naive
+    datetimes. PostgreSQL's timestamptz keeps the instant but reads it back in the
+    session's time zone. Both now give the same aware UTC value. A naive value is taken
+    as UTC, as the store always wrote it.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 metadata = sa.MetaData()
 
 schema_version = sa.Table(
@@ -34,12 +60,12 @@ sources = sa.Table(
     sa.Column("last_status", sa.String(20)),
     sa.Column("last_error", sa.Text),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
-    sa.Column("last_checked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_checked_at", UTCDateTime()),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
     # Added by _v3_source_health: what the last collection found, for `digest sources`.
     sa.Column("last_http_status", sa.Integer),
-    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", UTCDateTime()),
     sa.Column("last_new", sa.Integer),
     sa.Column("last_seen", sa.Integer),
 )
@@ -57,8 +83,8 @@ articles = sa.Table(
     sa.Column("byline", sa.Text),
     sa.Column("paragraphs", sa.JSON, nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
-    sa.Column("collected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", UTCDateTime()),
+    sa.Column("collected_at", UTCDateTime(), nullable=False),
     # Added by _v3_source_health: GUIDs are looked up per source on every collection.
     sa.Index("ix_articles_source_guid", "source_id", "guid"),
 )
@@ -75,7 +101,7 @@ digests = sa.Table(
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("html", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
 digest_items = sa.Table(
@@ -96,8 +122,8 @@ subscribers = sa.Table(
     sa.Column("name", sa.String(200)),
     sa.Column("topics", sa.JSON, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("status_changed_at", UTCDateTime(), nullable=False),
 )
 
 deliveries = sa.Table(
@@ -109,7 +135,7 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_deliveries_pending", "digest_id", "status"),
 )
 
@@ -119,8 +145,8 @@ leases = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
 
 
@@ -132,7 +158,7 @@ subscriber_events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
     sa.Column("event", sa.String(40), nullable=False),  # a status, or "confirmation_sent"
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
 )
 
 
