@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
@@ -184,3 +185,48 @@ def test_a_nul_in_scraped_text_is_dropped_not_refused(database_url):
         assert store.add_articles(conn, sid, [(article, "f1")]).new == 1
         [stored] = store.unsent_articles(conn, "daily", 10)
     assert (stored.title, stored.paragraphs, stored.byline) == ("Title", ("One two.",), "")
+
+
+def test_two_hosts_composing_one_key_at_once_make_one_digest(database_url):
+    # The second composer's INSERT waits for the first transaction, then inserts nothing:
+    # on PostgreSQL for the unique index, on SQLite for the file's write lock.
+    first, second = store.connect(database_url), store.connect(database_url)
+    inserted, composing = threading.Event(), threading.Event()
+    results: list[int | None] = []
+
+    def compose_and_wait() -> None:
+        with store.transaction(first) as conn:
+            results.append(_make_digest(conn, "daily/2026-11-28"))
+            inserted.set()
+            composing.wait(10)
+
+    holder = threading.Thread(target=compose_and_wait)
+    holder.start()
+    inserted.wait(10)
+    timer = threading.Timer(0.3, composing.set)  # commit while the second one waits
+    timer.start()
+    with store.transaction(second) as conn:
+        late = _make_digest(conn, "daily/2026-11-28")
+    holder.join()
+    assert results[0] is not None and late is None
+    with second.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(store.digests)) == 1
+
+
+def test_hosts_taking_one_lease_at_once_agree_on_one_holder(database_url):
+    engine = store.connect(database_url)
+    start = threading.Barrier(6)
+
+    def take(n: int) -> str:
+        start.wait()
+        with store.transaction(engine) as conn:
+            return str(store.acquire_lease(conn, "pipeline", f"host{n}", ttl=60)["owner"])
+
+    with ThreadPoolExecutor(6) as pool:
+        holders = set(pool.map(take, range(6)))
+    assert len(holders) == 1
+    with store.transaction(engine) as conn:
+        assert store.acquire_lease(conn, "pipeline", "late", ttl=60)["owner"] in holders
+        store.ensure_source(conn, "s", "feed", "https://e.org/a")
+        assert store.ensure_source(conn, "s", "feed", "https://e.org/b") == 1
+        assert conn.scalar(sa.select(store.sources.c.location)) == "https://e.org/b"

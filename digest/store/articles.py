@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.models import Article
 from digest.store.schema import (
-    _new_id,
     articles,
     digest_items,
     digests,
+    insert_or_merge,
     now,
     sources,
 )
@@ -24,16 +24,17 @@ from digest.store.schema import (
 
 
 def ensure_source(conn: Connection, name: str, kind: str, location: str) -> int:
-    row = conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).first()
-    if row is not None:
-        conn.execute(
-            sources.update().where(sources.c.id == row.id).values(kind=kind, location=location)
-        )
-        return int(row.id)
-    result = conn.execute(
-        sources.insert().values(name=name, kind=kind, location=location, consecutive_failures=0)
+    """The id of the named source, added or updated to this kind and location."""
+    # One statement: two hosts collecting a new source at once must not both insert it.
+    add = insert_or_merge(conn, sources).values(
+        name=name, kind=kind, location=location, consecutive_failures=0
     )
-    return _new_id(result)
+    conn.execute(
+        add.on_conflict_do_update(
+            index_elements=[sources.c.name], set_={"kind": kind, "location": location}
+        )
+    )
+    return int(conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).scalar_one())
 
 
 def record_source_health(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -199,6 +200,20 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v3_source_health,
     _v4_subscriber_events,
 )
+
+
+def insert_or_merge(conn: Connection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT that can say ON CONFLICT: SQLite and PostgreSQL spell it alike, each in its dialect.
+
+    One statement decides atomically on both stores. Catching IntegrityError instead needs a
+    savepoint around each insert on PostgreSQL (an error aborts the whole transaction
+    there), and leaves an error in the server's log for every conflict.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise DigestError(f"database_url: {conn.dialect.name} is not supported; use PostgreSQL.")
 
 
 def _new_id(result: sa.CursorResult[Any]) -> int:
