@@ -17,9 +17,11 @@ run: $(STAMP)
 	$(BIN)/digest subscribers import config/samples/subscribers.csv
 	$(BIN)/digest run
 
-## Set up, then lint, type-check and run the whole test suite.
+## Set up, then lint, type-check and run the whole test suite. tests/services.py installs
+## Debian's chromium and postgresql when missing and runs pytest beside a throwaway
+## PostgreSQL cluster, removed afterwards.
 test: $(STAMP) lint
-	$(BIN)/pytest
+	$(BIN)/python -m tests.services $(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

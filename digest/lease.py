@@ -18,7 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -42,17 +42,12 @@ class LeaseHeld(DigestError):
 
     def __init__(self, name: str, holder: dict[str, Any]) -> None:
         self.holder = str(holder["owner"])
-        since = as_utc(holder["acquired_at"])
+        since: datetime = holder["acquired_at"]  # the store reads moments back in UTC
         super().__init__(
             f"Another digest process ({self.holder}) has been running since "
             f"{since:%Y-%m-%d %H:%M:%S} UTC; wait for it to finish "
             f"(its {name} lease expires {LEASE_TTL:.0f} s after it stops)."
         )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones; make both aware."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def owner_name() -> str:

@@ -100,8 +100,10 @@ class DigestScheduler:
         self.history: list[tuple[str, str]] = []  # (job id, executed|missed|error), in order
         jobstore = SQLAlchemyJobStore(engine=self.engine)
         # APScheduler creates its table with check-then-create; two schedulers starting
-        # together on a new database would race. IF NOT EXISTS cannot.
+        # together on a new database would race. IF NOT EXISTS cannot on SQLite; PostgreSQL
+        # also needs the schema lock (see store.lock_schema).
         with self.engine.begin() as conn:
+            store.lock_schema(conn)
             conn.execute(CreateTable(jobstore.jobs_t, if_not_exists=True))
             for index in jobstore.jobs_t.indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))

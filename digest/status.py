@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from digest import store
 from digest.jobs import cadences, schedule_zone
-from digest.lease import PIPELINE, as_utc
+from digest.lease import PIPELINE
 from digest.schedule import job_specs
 from digest.settings import Settings
 
@@ -73,7 +73,7 @@ def schedule_status(settings: Settings, now: datetime | None = None) -> Status:
         engine.dispose()
     running = None
     if holder is not None:
-        running = f"{holder['owner']} since {as_utc(holder['acquired_at']):%Y-%m-%d %H:%M:%S} UTC"
+        running = f"{holder['owner']} since {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC"
     return Status(zone, jobs, lists, running, sources)
 
 
@@ -89,4 +89,4 @@ def _list_status(conn: Any, list_name: str) -> ListStatus:
     if row is None:
         return ListStatus(list_name, None, None)
     counts = store.delivery_counts(conn, row.id)
-    return ListStatus(list_name, row.key, as_utc(row.created_at), counts)
+    return ListStatus(list_name, row.key, row.created_at, counts)

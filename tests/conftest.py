@@ -1,4 +1,8 @@
-"""Shared fixtures: a temp project (config + SQLite file) and the real `digest` command."""
+"""Shared fixtures: a temp project (config + database) and the real `digest` command.
+
+The database is a SQLite file, or for the modules marked `both_stores` a fresh PostgreSQL
+database too: each of their tests runs once per store (ids `sqlite` and `postgresql`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
+from digest import store
 from digest.settings import Settings, load_settings
+from tests.services import URL_VARIABLE, postgres_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 # Debian's Chromium, driven by Playwright (which never downloads a browser of its own here).
@@ -35,12 +42,15 @@ SAMPLES = REPO / "config" / "samples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def write_config(folder: Path, extra: str = "") -> Path:
+def write_config(folder: Path, extra: str = "", database_url: str = "") -> Path:
     """A config like the bundled one, with absolute sample paths and a temp data dir."""
     path = folder / "digest.toml"
+    # SQLite stays the default (a file in data_dir); any other store is named by its URL.
+    database = "" if database_url.startswith("sqlite") else f'database_url = "{database_url}"'
     path.write_text(
         f"""
 data_dir = "{folder / "var"}"
+{database}
 
 [sender]
 name = "Test Digest"
@@ -68,9 +78,68 @@ tags = ["science"]
     return path
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_stores"
+    ):
+        stores = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+        metafunc.parametrize("database_url", stores, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server: $DIGEST_TEST_POSTGRES_URL, or a throwaway cluster."""
+    given = os.environ.get(URL_VARIABLE)
+    if given:
+        yield given
+        return
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: str) -> Iterator[sa.URL]:
+    """A migrated database that each test's database is copied from (a file copy, fast)."""
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    # The pid keeps two test runs sharing one server (two worktrees) apart.
+    name = f"digest_template_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    template = sa.make_url(postgres_server).set(database=name)
+    store.connect(template.render_as_string(hide_password=False)).dispose()
+    yield template
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    return write_config(tmp_path)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store a test runs on: SQLite in the temp data dir, or a fresh PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'digest.db'}"
+        return
+    template: sa.URL = request.getfixturevalue("postgres_template")
+    name = f"{template.database}_{next(_databases)}"
+    admin = sa.create_engine(template.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {template.database}")
+    try:
+        yield template.set(database=name).render_as_string(hide_password=False)
+    finally:
+        # FORCE ends the connections the test's engines still hold in their pools.
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, database_url: str) -> Path:
+    return write_config(tmp_path, database_url=database_url)
 
 
 @pytest.fixture

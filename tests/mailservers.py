@@ -585,16 +585,24 @@ class Ledger:
 
 
 def make_ledger(
-    db: Path, count: int, *, key: str = "daily/2026-11-28", names: bool = True, engine: Any = None
+    db: Path | str,
+    count: int,
+    *,
+    key: str = "daily/2026-11-28",
+    names: bool = True,
+    engine: Any = None,
 ) -> Ledger:
-    """A SQLite ledger with `count` subscribers (r0000@example.org ...) and one digest."""
+    """A ledger with `count` subscribers (r0000@example.org ...) and one digest.
+
+    `db` is a SQLite file or a database URL.
+    """
     from datetime import UTC, date, datetime
 
     from digest import store
     from digest.mail.message import MessageTemplate
     from digest.models import RenderedDigest
 
-    engine = engine or store.connect(f"sqlite:///{db}")
+    engine = engine or store.connect(db if isinstance(db, str) else f"sqlite:///{db}")
     with store.transaction(engine) as conn:
         for n in range(count):
             email = f"r{n:04d}@example.org"

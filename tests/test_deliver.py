@@ -19,6 +19,8 @@ from digest.models import Subscriber
 from digest.settings import load_settings
 from tests.mailservers import make_ledger, token_for
 
+pytestmark = pytest.mark.both_stores
+
 
 def test_backoff_doubles_with_jitter_up_to_the_maximum() -> None:
     rng = random.Random(7)
@@ -44,8 +46,10 @@ def test_the_token_bucket_holds_the_average_rate() -> None:
     assert pacer.waited == pytest.approx(2.0)
 
 
-def test_several_workers_send_each_pending_row_exactly_once(tmp_path: Path) -> None:
-    ledger = make_ledger(tmp_path / "d.db", 250)
+def test_several_workers_send_each_pending_row_exactly_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    ledger = make_ledger(database_url, 250)
     seen: list[DeliveryReport] = []
     outbox = OutboxTransport(tmp_path / "out")
     report = deliver_digest(
@@ -65,8 +69,8 @@ def test_several_workers_send_each_pending_row_exactly_once(tmp_path: Path) -> N
     assert [r.sent for r in seen] == sorted(r.sent for r in seen) and seen[-1].sent == 250
 
 
-def test_a_message_that_cannot_be_written_stays_pending(tmp_path: Path) -> None:
-    ledger = make_ledger(tmp_path / "d.db", 3)
+def test_a_message_that_cannot_be_written_stays_pending(tmp_path: Path, database_url: str) -> None:
+    ledger = make_ledger(database_url, 3)
     blocker = tmp_path / "out"
     blocker.write_text("a file where the outbox folder should be")
     report = deliver_digest(
@@ -84,8 +88,8 @@ def test_a_message_that_cannot_be_written_stays_pending(tmp_path: Path) -> None:
     assert report.waited > 0
 
 
-def test_a_test_copy_is_sent_but_never_recorded(tmp_path: Path) -> None:
-    ledger = make_ledger(tmp_path / "d.db", 2)
+def test_a_test_copy_is_sent_but_never_recorded(tmp_path: Path, database_url: str) -> None:
+    ledger = make_ledger(database_url, 2)
     mailing = Mailing(f"test/{ledger.key}", ledger.template, token_for)
     outcome = send_test(
         OutboxTransport(tmp_path / "out"), mailing, Subscriber(id=0, email="me@example.org")
@@ -124,9 +128,9 @@ def test_the_backend_setting_picks_the_transport(
 
 
 def test_a_fatal_error_in_one_worker_ends_the_run_and_keeps_what_was_sent(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
-    ledger = make_ledger(tmp_path / "d.db", 40)
+    ledger = make_ledger(database_url, 40)
 
     class FullDisk(OutboxTransport):
         """Writes 10 messages, then fails as nothing else can (a fatal, operator's error)."""

@@ -14,6 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -42,6 +43,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 UTC_ZONE = ZoneInfo("UTC")
 
 # -- cron and time zones (pure) ---------------------------------------------------------
+
+pytestmark = pytest.mark.both_stores
 
 
 def fire_times(trigger: object, start: datetime, end: datetime) -> list[datetime]:
@@ -166,13 +169,16 @@ def test_a_late_start_keeps_the_day_it_was_scheduled_for():
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+def make_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> Callable[..., Settings]:
     for name in list(os.environ):
         if name.startswith("DIGEST_"):
             monkeypatch.delenv(name)
 
     def make(schedule: str = "", extra: str = "") -> Settings:
-        return load_settings(write_config(tmp_path, f"\n{extra}\n[schedule]\n{schedule}\n"))
+        schedule_part = f"\n{extra}\n[schedule]\n{schedule}\n"
+        return load_settings(write_config(tmp_path, schedule_part, database_url=database_url))
 
     return make
 
@@ -466,3 +472,17 @@ def test_an_expired_lease_is_taken_over(make_settings):
         assert store.acquire_lease(conn, "pipeline", "next", ttl=60)["owner"] == "next"
         assert store.acquire_lease(conn, "pipeline", "third", ttl=60)["owner"] == "next"
         assert not store.renew_lease(conn, "pipeline", "crashed", ttl=60)
+
+
+def test_schedulers_starting_together_on_a_new_database_create_the_job_table_once(
+    make_settings,
+):
+    # APScheduler's table is created at start; on PostgreSQL even CREATE TABLE IF NOT
+    # EXISTS fails when two run at once, so it is created under the schema lock.
+    settings = make_settings(f'cron = "{far_off()}"')
+    with ThreadPoolExecutor(4) as pool:
+        schedulers = list(pool.map(lambda _: DigestScheduler(settings), range(4)))
+    for scheduler in schedulers:
+        scheduler.engine.dispose()
+    assert once(settings) == []
+    assert stored_next_run(settings, "digest:daily") > datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""`digest schedule` and `digest status` as real processes sharing one SQLite file."""
+"""`digest schedule` and `digest status` as real processes sharing one database."""
 
 from __future__ import annotations
 
@@ -112,13 +112,20 @@ def just_passed() -> datetime:
     return (datetime.now(UTC) - timedelta(seconds=5)).replace(second=0, microsecond=0)
 
 
-def project(tmp_path: Path, people: int, schedule: str, fire: datetime | None = None) -> Path:
+def project(
+    tmp_path: Path,
+    people: int,
+    schedule: str,
+    fire: datetime | None = None,
+    database_url: str = "",
+) -> Path:
     """A config whose daily run was due a few seconds ago, and `people` active subscribers."""
     fire = fire or just_passed()
     config = write_config(
         tmp_path,
         f'\n[delivery]\nbatch_size = 5\n\n[schedule]\ncron = "{fire.minute} {fire.hour} * * *"'
         f"\nmisfire_grace_time = 600\n{schedule}\n",
+        database_url=database_url,
     )
     engine = store.connect(load_settings(config).db_url)
     with store.transaction(engine) as conn:
@@ -142,10 +149,11 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def test_two_scheduler_processes_on_one_sqlite_file_send_one_digest_per_key(tmp_path):
+@pytest.mark.both_stores  # on PostgreSQL: two hosts, one digest per key, one job store
+def test_two_scheduler_processes_on_one_database_send_one_digest_per_key(tmp_path, database_url):
     fire = just_passed()
     weekly = f'[schedule.weekly]\ncron = "{fire.minute} {fire.hour} * * {fire:%w}"'
-    config = project(tmp_path, 300, weekly, fire)
+    config = project(tmp_path, 300, weekly, fire, database_url)
     settings = load_settings(config)
     day = f"{fire:%Y-%m-%d}"
 

@@ -22,6 +22,8 @@ LOCAL = ("127.0.0.1", 50000)
 HERE = "http://127.0.0.1:8000"
 PUBLIC = "https://digest.example.org"
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def client(settings):
@@ -107,8 +109,8 @@ def test_forged_or_misused_confirmation_tokens_are_refused(settings, client):
     assert _history(settings, "cy@example.org")[0].status == "pending"
 
 
-def test_sign_ups_are_rate_limited_per_client(tmp_path):
-    config = write_config(tmp_path)
+def test_sign_ups_are_rate_limited_per_client(tmp_path, database_url):
+    config = write_config(tmp_path, database_url=database_url)
     config.write_text(config.read_text().replace("[web]\n", "[web]\nsignups_per_hour = 2\n"))
     client = TestClient(
         create_app(load_settings(config)), base_url=PUBLIC, client=("198.51.100.7", 1234)

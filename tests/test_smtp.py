@@ -176,8 +176,9 @@ def test_a_550_fails_that_recipient_alone(tmp_path: Path, pipelining: bool) -> N
     assert sum(r["status"] == "sent" for r in rows.values()) == 13
 
 
-def test_permanent_failures_in_a_row_mark_a_subscriber_bounced(tmp_path: Path) -> None:
-    db = tmp_path / "d.db"
+@pytest.mark.both_stores  # the bounce count compares delivery times in SQL
+def test_permanent_failures_in_a_row_mark_a_subscriber_bounced(database_url: str) -> None:
+    db = database_url
     first = make_ledger(db, 3, key="daily/2026-11-28")
     policy = DeliveryPolicy(bounce_threshold=2, test_mode=True)
     with smtp_server() as srv:
@@ -193,8 +194,9 @@ def test_permanent_failures_in_a_row_mark_a_subscriber_bounced(tmp_path: Path) -
     assert "r0001@example.org" not in third.rows()
 
 
-def test_a_delivered_message_resets_the_bounce_count(tmp_path: Path) -> None:
-    db = tmp_path / "d.db"
+@pytest.mark.both_stores  # the bounce count compares delivery times in SQL
+def test_a_delivered_message_resets_the_bounce_count(database_url: str) -> None:
+    db = database_url
     policy = DeliveryPolicy(bounce_threshold=2, test_mode=True)
     with smtp_server() as srv:
         engine = None

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy as sa
 
 from digest import store
@@ -12,29 +17,57 @@ from digest.mail.outbox import OutboxTransport
 from digest.models import Article, RenderedDigest
 from digest.subscribers import add_subscriber
 
-
-def _engine(tmp_path):
-    return store.connect(f"sqlite:///{tmp_path / 'db' / 'digest.db'}")
+pytestmark = pytest.mark.both_stores
 
 
-def test_schema_is_created_once_and_migration_is_idempotent(tmp_path):
-    engine = _engine(tmp_path)
+def _blank(database_url: str) -> str:
+    """The test's database emptied, so migrations start from nothing (PostgreSQL's is a copy
+    of a migrated template)."""
+    if database_url.startswith("postgresql"):
+        engine = sa.create_engine(database_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        engine.dispose()
+    return database_url
+
+
+def test_schema_is_created_once_and_migration_is_idempotent(database_url):
+    engine = store.connect(_blank(database_url))
     assert store.migrate(engine) == len(store.MIGRATIONS)
     with engine.connect() as conn:
         versions = conn.execute(sa.select(store.schema_version.c.version)).scalars().all()
-        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        if engine.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert versions == [len(store.MIGRATIONS)]
-    assert mode == "wal"
     tables = set(sa.inspect(engine).get_table_names())
     assert {"sources", "articles", "digests", "digest_items", "subscribers", "deliveries"} <= tables
 
 
-def _article(title: str, url: str | None = None) -> Article:
-    return Article(title=title, paragraphs=(f"{title} happened today.",), source="s", url=url)
+def test_hosts_starting_together_on_a_new_database_migrate_it_once(database_url):
+    # On PostgreSQL two CREATE TABLEs of one name in parallel fail on the catalog's unique
+    # index, IF NOT EXISTS or not; the schema lock serializes them.
+    url = _blank(database_url)
+    engines = [store.open_engine(url) for _ in range(4)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        versions = list(pool.map(store.migrate, engines))
+    assert versions == [len(store.MIGRATIONS)] * len(engines)
+    with engines[0].connect() as conn:
+        assert conn.execute(sa.select(store.schema_version.c.version)).scalars().all() == [
+            len(store.MIGRATIONS)
+        ]
+    for engine in engines:
+        engine.dispose()
 
 
-def test_the_same_article_is_stored_once(tmp_path):
-    engine = _engine(tmp_path)
+def _article(title: str, url: str | None = None, **more: Any) -> Article:
+    return Article(
+        title=title, paragraphs=(f"{title} happened today.",), source="s", url=url, **more
+    )
+
+
+def test_the_same_article_is_stored_once(database_url):
+    engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         sid = store.ensure_source(conn, "s", "folder", "/x")
         assert store.add_article(conn, sid, _article("A", "https://e.org/a"), "f1")
@@ -56,8 +89,8 @@ def _make_digest(conn, key: str) -> int | None:
     )
 
 
-def test_one_digest_per_key(tmp_path):
-    engine = _engine(tmp_path)
+def test_one_digest_per_key(database_url):
+    engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         first = _make_digest(conn, "daily/2026-11-28")
     with store.transaction(engine) as conn:
@@ -121,3 +154,79 @@ def test_an_interrupted_delivery_resumes_without_resending(tmp_path, settings):
     report = deliver_digest(transport=Recording(tmp_path / "out"), **args)
     assert report.sent == 4 and sorted(written) == [f"p{n}@example.org" for n in range(3, 7)]
     assert len(list((tmp_path / "out").rglob("*.eml"))) == 7
+
+
+def test_a_moment_comes_back_as_the_same_instant_in_utc(database_url):
+    # SQLite dropped the offset (09:00 in Seoul came back as 09:00, naive); PostgreSQL
+    # reads timestamptz back in the server's zone (the test cluster's is not UTC).
+    engine = store.connect(database_url)
+    in_seoul = datetime(2026, 11, 28, 9, 0, tzinfo=ZoneInfo("Asia/Seoul"))
+    with store.transaction(engine) as conn:
+        sid = store.ensure_source(conn, "s", "folder", "/x")
+        store.add_article(conn, sid, _article("A", published_at=in_seoul), "f1")
+    with store.transaction(engine) as conn:
+        row = conn.execute(sa.select(store.articles)).one()
+        later = conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(store.articles)
+            .where(store.articles.c.published_at > datetime(2026, 11, 28, 0, 30, tzinfo=UTC))
+        )
+    assert row.published_at == in_seoul and row.published_at.tzinfo is UTC
+    assert row.collected_at.tzinfo is UTC
+    assert later == 0  # 09:00 in Seoul is 00:00 UTC, before 00:30 UTC
+
+
+def test_a_nul_in_scraped_text_is_dropped_not_refused(database_url):
+    # PostgreSQL's text cannot hold NUL at all; SQLite stored it.
+    engine = store.connect(database_url)
+    article = Article(title="Ti\x00tle", paragraphs=("One\x00 two.",), source="s", byline="\x00")
+    with store.transaction(engine) as conn:
+        sid = store.ensure_source(conn, "s", "folder", "/x")
+        assert store.add_articles(conn, sid, [(article, "f1")]).new == 1
+        [stored] = store.unsent_articles(conn, "daily", 10)
+    assert (stored.title, stored.paragraphs, stored.byline) == ("Title", ("One two.",), "")
+
+
+def test_two_hosts_composing_one_key_at_once_make_one_digest(database_url):
+    # The second composer's INSERT waits for the first transaction, then inserts nothing:
+    # on PostgreSQL for the unique index, on SQLite for the file's write lock.
+    first, second = store.connect(database_url), store.connect(database_url)
+    inserted, composing = threading.Event(), threading.Event()
+    results: list[int | None] = []
+
+    def compose_and_wait() -> None:
+        with store.transaction(first) as conn:
+            results.append(_make_digest(conn, "daily/2026-11-28"))
+            inserted.set()
+            composing.wait(10)
+
+    holder = threading.Thread(target=compose_and_wait)
+    holder.start()
+    inserted.wait(10)
+    timer = threading.Timer(0.3, composing.set)  # commit while the second one waits
+    timer.start()
+    with store.transaction(second) as conn:
+        late = _make_digest(conn, "daily/2026-11-28")
+    holder.join()
+    assert results[0] is not None and late is None
+    with second.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(store.digests)) == 1
+
+
+def test_hosts_taking_one_lease_at_once_agree_on_one_holder(database_url):
+    engine = store.connect(database_url)
+    start = threading.Barrier(6)
+
+    def take(n: int) -> str:
+        start.wait()
+        with store.transaction(engine) as conn:
+            return str(store.acquire_lease(conn, "pipeline", f"host{n}", ttl=60)["owner"])
+
+    with ThreadPoolExecutor(6) as pool:
+        holders = set(pool.map(take, range(6)))
+    assert len(holders) == 1
+    with store.transaction(engine) as conn:
+        assert store.acquire_lease(conn, "pipeline", "late", ttl=60)["owner"] in holders
+        store.ensure_source(conn, "s", "feed", "https://e.org/a")
+        assert store.ensure_source(conn, "s", "feed", "https://e.org/b") == 1
+        assert conn.scalar(sa.select(store.sources.c.location)) == "https://e.org/b"

@@ -18,6 +18,8 @@ from digest.subscribers import (
     secret_key,
 )
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def engine(settings):

@@ -22,6 +22,8 @@ LOCAL = ("127.0.0.1", 50000)
 HERE = "http://127.0.0.1:8000"
 PUBLIC = "https://digest.example.org"
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 def client(settings):
@@ -95,9 +97,9 @@ def test_collect_now_button_collects_and_reports(settings, client):
     assert "Collected 10 new articles; 0 sources failed." in response.text
 
 
-def test_version_changes_when_a_template_changes(settings, tmp_path):
+def test_version_changes_when_a_template_changes(settings, tmp_path, database_url):
     (tmp_path / "mine" / "email").mkdir(parents=True)
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, database_url=database_url)
     config.write_text(f'templates_dir = "{tmp_path / "mine"}"\n' + config.read_text())
     client = TestClient(
         create_app(load_settings(config), config, local_operator=True), base_url=HERE, client=LOCAL
@@ -118,8 +120,8 @@ def test_operator_pages_refuse_other_machines_but_public_pages_answer(settings):
     assert remote.get("/", follow_redirects=False).headers["location"] == "/archive"
 
 
-def test_an_admin_password_opens_operator_pages_with_basic_auth(tmp_path):
-    config = write_config(tmp_path)
+def test_an_admin_password_opens_operator_pages_with_basic_auth(tmp_path, database_url):
+    config = write_config(tmp_path, database_url=database_url)
     config.write_text(config.read_text().replace("[web]\n", '[web]\nadmin_password = "s3cret"\n'))
     remote = TestClient(
         create_app(load_settings(config)), base_url=PUBLIC, client=("203.0.113.9", 40000)

@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.models import Article
 from digest.store.schema import (
-    _new_id,
     articles,
     digest_items,
     digests,
+    insert_or_merge,
     now,
     sources,
 )
@@ -24,16 +24,17 @@ from digest.store.schema import (
 
 
 def ensure_source(conn: Connection, name: str, kind: str, location: str) -> int:
-    row = conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).first()
-    if row is not None:
-        conn.execute(
-            sources.update().where(sources.c.id == row.id).values(kind=kind, location=location)
-        )
-        return int(row.id)
-    result = conn.execute(
-        sources.insert().values(name=name, kind=kind, location=location, consecutive_failures=0)
+    """The id of the named source, added or updated to this kind and location."""
+    # One statement: two hosts collecting a new source at once must not both insert it.
+    add = insert_or_merge(conn, sources).values(
+        name=name, kind=kind, location=location, consecutive_failures=0
     )
-    return _new_id(result)
+    conn.execute(
+        add.on_conflict_do_update(
+            index_elements=[sources.c.name], set_={"kind": kind, "location": location}
+        )
+    )
+    return int(conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).scalar_one())
 
 
 def record_source_health(
@@ -110,16 +111,11 @@ def add_article(conn: Connection, source_id: int, article: Article, fingerprint:
         return False
     conn.execute(
         articles.insert().values(
+            **_article_values(article, fingerprint),
             source_id=source_id,
             url=article.url,
             guid=article.guid,
-            fingerprint=fingerprint,
-            title=article.title,
-            subtitle=article.subtitle,
-            byline=article.byline,
-            paragraphs=list(article.paragraphs),
             tags=list(article.tags),
-            published_at=article.published_at,
             collected_at=now(),
         )
     )
@@ -158,13 +154,19 @@ def _chunks(values: Sequence[str], size: int = 400) -> Iterator[Sequence[str]]:
         yield values[start : start + size]
 
 
+def _no_nul(text: str | None) -> str | None:
+    # PostgreSQL's text cannot hold NUL, which SQLite stores; scraped text may carry one
+    # (a .txt file, a JSON Feed's "\u0000"), and it is never part of what a reader sees.
+    return text.replace("\x00", "") if text else text
+
+
 def _article_values(article: Article, fingerprint: str) -> dict[str, Any]:
     return {
         "fingerprint": fingerprint,
-        "title": article.title,
-        "subtitle": article.subtitle,
-        "byline": article.byline,
-        "paragraphs": list(article.paragraphs),
+        "title": _no_nul(article.title),
+        "subtitle": _no_nul(article.subtitle),
+        "byline": _no_nul(article.byline),
+        "paragraphs": [_no_nul(p) for p in article.paragraphs],
         "published_at": article.published_at,
     }
 

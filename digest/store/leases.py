@@ -7,11 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from digest.store.schema import (
     deliveries,
     digests,
+    insert_or_merge,
     leases,
     now,
 )
@@ -22,22 +22,16 @@ from digest.store.schema import (
 def acquire_lease(conn: Connection, name: str, owner: str, ttl: float) -> dict[str, Any]:
     """Take the named lease if it is free or expired; return whoever holds it now."""
     stamp = now()
-    expires = stamp + timedelta(seconds=ttl)
-    taken = conn.execute(
-        leases.update()
-        .where(leases.c.name == name, leases.c.expires_at < stamp)
-        .values(owner=owner, acquired_at=stamp, expires_at=expires)
+    claim = insert_or_merge(conn, leases).values(
+        name=name, owner=owner, acquired_at=stamp, expires_at=stamp + timedelta(seconds=ttl)
     )
-    if not taken.rowcount:
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    leases.insert().values(
-                        name=name, owner=owner, acquired_at=stamp, expires_at=expires
-                    )
-                )
-        except IntegrityError:
-            pass  # someone else holds it
+    conn.execute(
+        claim.on_conflict_do_update(
+            index_elements=[leases.c.name],
+            set_={c: claim.excluded[c] for c in ("owner", "acquired_at", "expires_at")},
+            where=leases.c.expires_at < stamp,  # a held lease stays with its holder
+        )
+    )
     row = conn.execute(sa.select(leases).where(leases.c.name == name)).mappings().one()
     return dict(row)
 

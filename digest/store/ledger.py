@@ -8,17 +8,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from digest.models import Article, DeliveryResult, Quote, StoredDigest, Subscriber, Summary
 from digest.store.articles import _article_from_row
 from digest.store.people import _subscriber_from_row
 from digest.store.schema import (
-    _new_id,
+    UTCDateTime,
     articles,
     deliveries,
     digest_items,
     digests,
+    insert_or_merge,
     now,
     sources,
     subscribers,
@@ -50,22 +50,24 @@ def create_digest(
 
     Returns None when a digest with this key already exists (someone else composed it).
     """
-    try:
-        with conn.begin_nested():
-            digest_id = _new_id(
-                conn.execute(
-                    digests.insert().values(
-                        key=key,
-                        list_name=list_name,
-                        day=day,
-                        subject=subject,
-                        html=html,
-                        text=text,
-                        created_at=now(),
-                    )
-                )
-            )
-    except IntegrityError:
+    # A second composer of the same key (another host, a moment later) waits here until the
+    # first commits, then inserts nothing.
+    inserted = conn.execute(
+        insert_or_merge(conn, digests)
+        .values(
+            key=key,
+            list_name=list_name,
+            day=day,
+            subject=subject,
+            html=html,
+            text=text,
+            created_at=now(),
+        )
+        .on_conflict_do_nothing(index_elements=[digests.c.key])
+        .returning(digests.c.id)
+    )
+    digest_id: int | None = inserted.scalar()
+    if digest_id is None:
         return None
     item_rows = [
         {
@@ -87,7 +89,7 @@ def create_digest(
                 subscribers.c.id,
                 sa.literal("pending"),
                 sa.literal(0),
-                sa.literal(now(), sa.DateTime(timezone=True)),
+                sa.literal(now(), UTCDateTime()),
             ).where(subscribers.c.status == "active"),
         )
     )

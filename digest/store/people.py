@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -84,8 +84,6 @@ def last_event_at(conn: Connection, subscriber_id: int, event: str) -> datetime 
         subscriber_events.c.subscriber_id == subscriber_id, subscriber_events.c.event == event
     )
     value = conn.scalar(query)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
     return value if isinstance(value, datetime) else None
 
 

@@ -6,7 +6,6 @@ queries, so a PostgreSQL URL works the same way.
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,10 +13,37 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from digest.errors import StoreError
+from digest.errors import ConfigError, StoreError
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A moment in time: stored in UTC, always read back as an aware datetime in UTC.
+
+    SQLite has no time zones: it kept the wall-clock time of an aware datetime and dropped
+    its offset (09:00+09:00 came back as 09:00, nine hours late), and read back naive
+    datetimes. PostgreSQL's timestamptz keeps the instant but reads it back in the
+    session's time zone. Both now give the same aware UTC value. A naive value is taken
+    as UTC, as the store always wrote it.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 metadata = sa.MetaData()
 
@@ -35,12 +61,12 @@ sources = sa.Table(
     sa.Column("last_status", sa.String(20)),
     sa.Column("last_error", sa.Text),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
-    sa.Column("last_checked_at", sa.DateTime(timezone=True)),
+    sa.Column("last_checked_at", UTCDateTime()),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
     # Added by _v3_source_health: what the last collection found, for `digest sources`.
     sa.Column("last_http_status", sa.Integer),
-    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", UTCDateTime()),
     sa.Column("last_new", sa.Integer),
     sa.Column("last_seen", sa.Integer),
 )
@@ -58,8 +84,8 @@ articles = sa.Table(
     sa.Column("byline", sa.Text),
     sa.Column("paragraphs", sa.JSON, nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
-    sa.Column("collected_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", UTCDateTime()),
+    sa.Column("collected_at", UTCDateTime(), nullable=False),
     # Added by _v3_source_health: GUIDs are looked up per source on every collection.
     sa.Index("ix_articles_source_guid", "source_id", "guid"),
 )
@@ -76,7 +102,7 @@ digests = sa.Table(
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("html", sa.Text, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
 digest_items = sa.Table(
@@ -97,8 +123,8 @@ subscribers = sa.Table(
     sa.Column("name", sa.String(200)),
     sa.Column("topics", sa.JSON, nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("status_changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("status_changed_at", UTCDateTime(), nullable=False),
 )
 
 deliveries = sa.Table(
@@ -110,7 +136,7 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_deliveries_pending", "digest_id", "status"),
 )
 
@@ -120,8 +146,8 @@ leases = sa.Table(
     metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("owner", sa.String(200), nullable=False),
-    sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
 
 
@@ -133,7 +159,7 @@ subscriber_events = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
     sa.Column("event", sa.String(40), nullable=False),  # a status, or "confirmation_sent"
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
 )
 
 
@@ -176,6 +202,20 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
 )
 
 
+def insert_or_merge(conn: Connection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT that can say ON CONFLICT: SQLite and PostgreSQL spell it alike, each in its dialect.
+
+    One statement decides atomically on both stores. Catching IntegrityError instead needs a
+    savepoint around each insert on PostgreSQL (an error aborts the whole transaction
+    there), and leaves an error in the server's log for every conflict.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise ConfigError(f"database_url: {conn.dialect.name} is not supported; use PostgreSQL.")
+
+
 def _new_id(result: sa.CursorResult[Any]) -> int:
     key = result.inserted_primary_key
     assert key is not None
@@ -199,7 +239,17 @@ def open_engine(url: str) -> Engine:
         from digest.subscribers import ensure_data_dir
 
         ensure_data_dir(path.parent)
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'digest[postgres]')" if exc.name == "psycopg" else ""
+        raise ConfigError(
+            f"database_url needs the Python package {exc.name}, which is not installed{extra}."
+        ) from None
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            "database_url is not a database URL; use e.g. postgresql+psycopg://user@host/db."
+        ) from None
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -213,31 +263,33 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-@contextmanager
-def _migration_lock(url: str) -> Iterator[None]:
-    """One process migrates a SQLite file at a time.
+# Any constant both hosts agree on: the key of PostgreSQL's advisory lock for schema changes.
+_SCHEMA_LOCK = 0x6469676573  # "diges"
 
-    SQLite runs DDL outside the driver's transactions, so two first runs on a fresh folder
-    would both see no tables and both create them. PostgreSQL's DDL is transactional and
-    needs no lock here.
+
+def lock_schema(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends; call it first in the transaction.
+
+    Two processes starting at once on a new database would both see a table missing and
+    both create it. On PostgreSQL even CREATE TABLE IF NOT EXISTS then fails (on the unique
+    index of type names): an advisory lock serializes them. Python's sqlite3 opens a
+    transaction only at the first write, after the check; BEGIN IMMEDIATE takes the
+    file's write lock before it.
     """
-    path = _sqlite_path(url)
-    if path is None:
-        yield
-        return
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+    elif conn.dialect.name == "sqlite":
+        dbapi: Any = conn.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def migrate(engine: Engine) -> int:
     """Bring the schema to the newest version; return that version."""
     where = engine.url.render_as_string(hide_password=True)
     try:
-        with _migration_lock(str(engine.url)), engine.begin() as conn:
+        with engine.begin() as conn:
+            lock_schema(conn)
             inspector = sa.inspect(conn)
             tables = set(inspector.get_table_names())
             if tables and "schema_version" not in tables:
