@@ -253,6 +253,10 @@ class WebSettings(_Section):
         "http://127.0.0.1:8000",
         description="Public URL of `digest serve`, used in unsubscribe and web-view links.",
     )
+    description: str = Field(
+        "One good email a day with the stories that matter.",
+        description="A line about the publication, on the home page and in the Atom feed.",
+    )
     signups_per_hour: int = Field(
         10, ge=1, le=10_000, description="Sign-up requests one address (IP) may make per hour."
     )

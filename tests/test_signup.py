@@ -77,7 +77,8 @@ def test_the_page_never_reveals_whether_an_address_is_subscribed(settings, clien
     known = client.post("/subscribe", data={"email": "ana@example.org"})
     unknown = client.post("/subscribe", data={"email": "someone@example.org"})
     assert known.status_code == unknown.status_code == 200
-    assert known.text == unknown.text
+    # The page echoes the address typed, and says nothing else that differs.
+    assert known.text.replace("ana@", "X@") == unknown.text.replace("someone@", "X@")
     assert _confirmations(settings, "ana@example.org") == []  # nothing sent to the active one
     assert _history(settings, "ana@example.org")[1] == ["active"]
 

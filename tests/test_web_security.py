@@ -38,7 +38,7 @@ def test_serve_never_opens_operator_pages_without_a_password(settings):
     proxied = TestClient(create_app(settings), base_url=PUBLIC, client=LOCAL)
     page = proxied.get("/preview")
     assert page.status_code == 403 and "web.admin_password" in page.text
-    assert proxied.get("/", follow_redirects=False).headers["location"] == "/archive"
+    assert proxied.get("/", follow_redirects=False).status_code == 200  # the home page
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_the_answer_is_the_same_when_the_mail_server_is_down(tmp_path, monkeypat
     new = client.post("/subscribe", data={"email": "new@example.org"})
     known = client.post("/subscribe", data={"email": "known@example.org"})
     assert new.status_code == known.status_code == 200
-    assert new.text == known.text
+    assert new.text.replace("new@", "X@") == known.text.replace("known@", "X@")
 
 
 def _old_token(monkeypatch, seconds_ago: float) -> None:

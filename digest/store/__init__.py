@@ -25,6 +25,7 @@ from digest.store.leases import (
     unfinished_digests,
 )
 from digest.store.ledger import (
+    count_sent_digests,
     create_digest,
     delivery_counts,
     digest_articles,
@@ -79,6 +80,7 @@ __all__ = [
     "add_articles",
     "articles",
     "connect",
+    "count_sent_digests",
     "create_digest",
     "deliveries",
     "delivery_counts",

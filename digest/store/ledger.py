@@ -96,18 +96,33 @@ def create_digest(
     return digest_id
 
 
-def sent_digests(conn: Connection, list_name: str, limit: int = 500) -> list[dict[str, Any]]:
-    """Digests of a list that went out to at least one subscriber, newest first."""
+def _went_out(list_name: str) -> Any:
     went_out = sa.exists().where(
         deliveries.c.digest_id == digests.c.id, deliveries.c.status == "sent"
     )
+    return sa.and_(digests.c.list_name == list_name, went_out)
+
+
+def sent_digests(
+    conn: Connection, list_name: str, limit: int = 500, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Digests of a list that went out to at least one subscriber, newest first."""
     query = (
-        sa.select(digests.c.key, digests.c.day, digests.c.subject, digests.c.created_at)
-        .where(digests.c.list_name == list_name, went_out)
+        sa.select(
+            digests.c.id, digests.c.key, digests.c.day, digests.c.subject, digests.c.created_at
+        )
+        .where(_went_out(list_name))
         .order_by(digests.c.day.desc(), digests.c.id.desc())
         .limit(limit)
+        .offset(offset)
     )
     return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def count_sent_digests(conn: Connection, list_name: str) -> int:
+    """How many digests of a list went out (for the archive's pages)."""
+    query = sa.select(sa.func.count()).select_from(digests).where(_went_out(list_name))
+    return int(conn.scalar(query) or 0)
 
 
 def pending_deliveries(

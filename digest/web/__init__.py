@@ -15,15 +15,17 @@ from starlette.routing import Route
 from digest.pipeline import open_store
 from digest.settings import Settings
 from digest.subscribers import secret_key
-from digest.web import operator, public
+from digest.web import archive, operator, public
+from digest.web.archive import neutral as neutral
 from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
 from digest.web.guard import is_loopback as is_loopback
 from digest.web.guard import operator as guarded
-from digest.web.public import neutral as neutral
+from digest.web.headers import SecurityHeaders
 from digest.web.state import LiveSettings, WebState
 
 ROUTES = [
-    Route("/", public.home),
+    Route("/", archive.home),
+    Route("/robots.txt", archive.robots),
     Route("/preview", guarded(operator.preview)),
     Route("/preview/email.html", guarded(operator.preview_email)),
     Route("/preview/email.txt", guarded(operator.preview_text)),
@@ -31,8 +33,9 @@ ROUTES = [
     Route("/preview/version", guarded(operator.version)),
     Route("/preview/collect", guarded(operator.collect_now), methods=["POST"]),
     Route("/preview/send-test", guarded(operator.send_test), methods=["POST"]),
-    Route("/archive", public.archive_index),
-    Route("/archive/{key:path}", public.archive),
+    Route("/archive", archive.archive_index),
+    Route(archive.FEED_PATH, archive.feed),
+    Route("/archive/{key:path}", archive.issue),
     Route("/unsubscribe/{token}", public.unsubscribe, methods=["GET", "POST"]),
     Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", public.confirm),
@@ -48,7 +51,11 @@ def create_app(
     machine's browser reach the operator pages without the admin password.
     """
     app = Starlette(
-        routes=ROUTES, middleware=[Middleware(KnownHost, base_url=settings.web.base_url)]
+        routes=ROUTES,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(KnownHost, base_url=settings.web.base_url),
+        ],
     )
     app.state.digest = WebState(
         live=LiveSettings(settings, config_file),

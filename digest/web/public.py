@@ -1,4 +1,4 @@
-"""The public pages: home, archive, sign-up, confirmation and one-click unsubscribe.
+"""The reader's forms: sign-up, confirmation and one-click unsubscribe.
 
 They answer to anyone and never show who is subscribed. Endpoints that only read the store
 are plain functions (Starlette runs them in a worker thread); the ones that read a form
@@ -12,48 +12,17 @@ import logging
 from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 
 from digest import store
 from digest.errors import DigestError, InvalidInput
-from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
-from digest.pipeline import render, stored_digest
 from digest.settings import Settings
 from digest.signup import confirm_subscription, request_subscription
 from digest.subscribers import clean_name, normalize_email, read_token
-from digest.web.guard import client_of, operator_here
+from digest.web.guard import client_of
 from digest.web.state import message, page, state
 
 log = logging.getLogger("digest.web")
-
-
-def neutral(content: str, name: str = "there", unsubscribe: str = "#unsubscribe") -> str:
-    """Fill personal tokens with neutral values: archives name nobody."""
-    return content.replace(NAME_TOKEN, name).replace(UNSUBSCRIBE_TOKEN, unsubscribe)
-
-
-async def home(request: Request) -> Response:
-    operator = operator_here(request) or state(request).settings().web.admin_password is not None
-    return RedirectResponse("/preview" if operator else "/archive", status_code=307)
-
-
-def archive_index(request: Request) -> Response:
-    shared = state(request)
-    with store.transaction(shared.engine) as conn:
-        issues = store.sent_digests(conn, shared.settings().digest.list_name)
-    return page(request, "archive.html.j2", issues=issues)
-
-
-def archive(request: Request) -> Response:
-    shared = state(request)
-    with store.transaction(shared.engine) as conn:
-        row = store.find_digest(conn, request.path_params["key"])
-    if row is None:
-        return message(request, "Not found", "No digest by that name.", 404)
-    # The web version is the whole digest, even when the email had to be shortened.
-    current = shared.settings()
-    rendered = render(current, stored_digest(current, shared.engine, row), whole=True)
-    return HTMLResponse(neutral(rendered.html))
 
 
 def unsubscribe(request: Request) -> Response:
@@ -111,8 +80,8 @@ async def subscribe(request: Request) -> Response:
     response = message(
         request,
         "Check your inbox",
-        "If that address can be subscribed, a confirmation link is on its way. "
-        "The link confirms your subscription.",
+        f"If {normalize_email(email)} can be subscribed, a confirmation link is on its way "
+        "to it. Open it within a week to confirm; until then nothing else is sent.",
     )
     response.background = BackgroundTask(
         _sign_up_quietly, shared.settings(), shared.engine, email, name, chosen
