@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -182,6 +182,32 @@ def add_articles(
     is refreshed (counted as updated), so a story not yet in a digest goes out in its
     latest version; one already sent is not sent again.
     """
+    known = _Known(_known_rows(conn, source_id, found), source_id)
+    fresh: list[tuple[Article, str]] = []
+    seen = 0
+    refresh: list[tuple[int, Article, str]] = []
+    for article, fp in found:
+        verdict = known.sort(article, fp)
+        if verdict == "new":
+            fresh.append((article, fp))
+        else:
+            seen += 1
+            if isinstance(verdict, int):
+                refresh.append((verdict, article, fp))
+    for article_id, article, fp in refresh:
+        conn.execute(
+            articles.update()
+            .where(articles.c.id == article_id)
+            .values(**_article_values(article, fp))
+        )
+    new, lost = _insert_new(conn, source_id, fresh)
+    return AddCounts(new, seen + lost, len(refresh))
+
+
+def _known_rows(
+    conn: Connection, source_id: int, found: Sequence[tuple[Article, str]]
+) -> list[Any]:
+    """Stored articles sharing a URL, a GUID (same source) or a fingerprint with `found`."""
     rows: list[Any] = []
     cols = (articles.c.id, articles.c.source_id, articles.c.url, articles.c.guid)
     for start in range(0, len(found), 300):  # at most ~900 bind parameters per query
@@ -196,67 +222,80 @@ def add_articles(
             )
         )
         rows += conn.execute(query)
-    by_url = {r.url: r for r in rows if r.url}
-    by_guid = {r.guid: r for r in rows if r.guid and r.source_id == source_id}
-    taken = {r.fingerprint for r in rows}
-    batch_urls: set[str] = set()  # keys of this batch, so a feed's duplicates count as seen
-    batch_guids: set[str] = set()
-    new_rows: list[dict[str, Any]] = []
-    new = seen = updated = 0
-    stamp = now()
-    for article, fp in found:
-        match = (by_url.get(article.url) if article.url else None) or (
-            by_guid.get(article.guid) if article.guid else None
+    return rows
+
+
+class _Known:
+    """What is stored, plus what this batch has added so far: tells new from seen."""
+
+    def __init__(self, rows: list[Any], source_id: int) -> None:
+        self.source_id = source_id
+        self.by_url = {r.url: r for r in rows if r.url}
+        self.by_guid = {r.guid: r for r in rows if r.guid and r.source_id == source_id}
+        self.taken = {r.fingerprint for r in rows}
+        # Keys of this batch, so a feed's own duplicates count as seen.
+        self.urls: set[str] = set()
+        self.guids: set[str] = set()
+
+    def sort(self, article: Article, fp: str) -> Literal["new", "seen"] | int:
+        """'new', 'seen', or the id of a stored article of this source to refresh."""
+        match = (self.by_url.get(article.url) if article.url else None) or (
+            self.by_guid.get(article.guid) if article.guid else None
         )
         if match is not None:
-            seen += 1
-            if match.source_id == source_id and match.fingerprint != fp and fp not in taken:
-                conn.execute(
-                    articles.update()
-                    .where(articles.c.id == match.id)
-                    .values(**_article_values(article, fp))
-                )
-                taken.add(fp)
-                updated += 1
-            continue
+            changed = match.source_id == self.source_id and match.fingerprint != fp
+            if changed and fp not in self.taken:
+                self.taken.add(fp)
+                return int(match.id)
+            return "seen"
         if (
-            fp in taken
-            or (article.url and article.url in batch_urls)
-            or (article.guid and article.guid in batch_guids)
+            fp in self.taken
+            or (article.url and article.url in self.urls)
+            or (article.guid and article.guid in self.guids)
         ):
-            seen += 1
-            continue
-        new += 1
-        taken.add(fp)
+            return "seen"
+        self.taken.add(fp)
         if article.url:
-            batch_urls.add(article.url)
+            self.urls.add(article.url)
         if article.guid:
-            batch_guids.add(article.guid)
-        new_rows.append(
-            {
-                **_article_values(article, fp),
-                "source_id": source_id,
-                "url": article.url,
-                "guid": article.guid,
-                "tags": list(article.tags),
-                "collected_at": stamp,
-            }
-        )
-    if new_rows:
+            self.guids.add(article.guid)
+        return "new"
+
+
+def _insert_new(
+    conn: Connection, source_id: int, fresh: Sequence[tuple[Article, str]]
+) -> tuple[int, int]:
+    """Insert the new articles; (inserted, lost to another collector meanwhile)."""
+    stamp = now()
+    rows = [
+        {
+            **_article_values(article, fp),
+            "source_id": source_id,
+            "url": article.url,
+            "guid": article.guid,
+            "tags": list(article.tags),
+            "collected_at": stamp,
+        }
+        for article, fp in fresh
+    ]
+    if not rows:
+        return 0, 0
+    try:
+        with conn.begin_nested():
+            conn.execute(articles.insert(), rows)
+        return len(rows), 0
+    except IntegrityError:
+        pass
+    # Another collector stored some of these meanwhile: one at a time, keeping the rest.
+    inserted = 0
+    for row in rows:
         try:
             with conn.begin_nested():
-                conn.execute(articles.insert(), new_rows)
+                conn.execute(articles.insert().values(**row))
+            inserted += 1
         except IntegrityError:
-            # Another collector stored some of these meanwhile: fall back to one at a time.
-            new = 0
-            for row in new_rows:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(articles.insert().values(**row))
-                    new += 1
-                except IntegrityError:
-                    seen += 1
-    return AddCounts(new, seen, updated)
+            pass
+    return inserted, len(rows) - inserted
 
 
 def _article_from_row(row: Any) -> Article:
