@@ -110,6 +110,7 @@ def message_template(
         digest_key=digest_key,
         sent_at=datetime.now(UTC),
         reply_to=settings.sender.reply_to,
+        feedback_id=settings.delivery.feedback_id,
         dkim=dkim_signer(settings),
     )
 

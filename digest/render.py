@@ -74,7 +74,30 @@ def template_environment(user_dir: Path | None = None) -> jinja2.Environment:
         auto_reload=True,
     )
     env.filters["wrap"] = wrap_text
+    env.filters["site"] = site_name
+    env.filters["quote_end"] = quote_end
     return env
+
+
+def site_name(url: str) -> str:
+    """The site a link goes to, as a reader names it: "example.org" for www.example.org/a."""
+    host = urlsplit(url).hostname or url
+    return host.removeprefix("www.")
+
+
+_SENTENCE_END = (".", "!", "?", "…", "—", ";", ":")
+
+
+def quote_end(text: str) -> str:
+    """A quote that ends as a sentence: its own punctuation, a period, or an ellipsis.
+
+    A quote loses the comma before "she said"; a full sentence then gets its period back,
+    and one that stops mid-sentence (it opened in lower case) trails off with an ellipsis.
+    """
+    text = text.rstrip(" ,")
+    if not text or text.endswith(_SENTENCE_END):
+        return text
+    return text + ("." if text[0].isupper() else "…")
 
 
 @contextmanager
@@ -210,8 +233,16 @@ def subject_line(digest: Digest, pattern: str) -> str:
 
 
 def preheader_text(digest: Digest, configured: str = "") -> str:
-    """The inbox preview line: the setting, or the first story's lead, cut at a word."""
-    text = " ".join((configured or (digest.items[0].summary.lead if digest.items else "")).split())
+    """The inbox preview line: the setting, else the next two headlines, cut at a word.
+
+    The subject already carries the first headline and the email opens with its lead, so
+    the preview line says what else is inside.
+    """
+    others = [visible(item.article.title) for item in digest.items[1:3]]
+    fallback = ("Also: " + "; ".join(others)) if others else ""
+    if not fallback and digest.items:
+        fallback = digest.items[0].summary.lead
+    text = " ".join((configured or fallback).split())
     if len(text) <= PREHEADER_CHARS:
         return text
     return text[:PREHEADER_CHARS].rsplit(" ", 1)[0] + "…"
@@ -239,7 +270,7 @@ def render_digest(
     digest: Digest,
     branding: Branding,
     *,
-    subject_pattern: str = "{name} — {date}: {headline}",
+    subject_pattern: str = "{headline}",
     templates_dir: Path | None = None,
     preheader: str = "",
     group_by: GroupBy = "source",

@@ -175,10 +175,13 @@ class DigestSettings(_Section):
     max_articles: int = Field(30, ge=1, le=500, description="Most articles in one digest.")
     intro: str = Field("", description="Optional short intro under the masthead.")
     subject: str = Field(
-        "{name} — {date}: {headline}",
-        description="Subject pattern; fields: name, date, headline, count.",
+        "{headline}",
+        description="Subject pattern; fields: name, date, headline, count. The lead "
+        "headline first: a phone shows only the start, and the sender's name is beside it.",
     )
-    preheader: str = Field("", description="Inbox preview text; default: the first story's lead.")
+    preheader: str = Field(
+        "", description="Inbox preview text; default: 'Also: ' and the next two headlines."
+    )
     group_by: Literal["source", "topic"] = Field(
         "source", description="Sections of the email: by 'source' or by first 'topic' tag."
     )
@@ -246,6 +249,11 @@ class DeliverySettings(_Section):
     )
     api_timeout: float = Field(60.0, gt=0, description="Seconds to wait for a provider API.")
     postmark_stream: str = Field("broadcast", description="Postmark message stream ID.")
+    feedback_id: str = Field(
+        "",
+        description="Feedback-ID header (e.g. 'daily:digest:example'), for Gmail's "
+        "complaint reports; empty sends none.",
+    )
 
 
 class WebSettings(_Section):
@@ -310,7 +318,7 @@ class WeeklySettings(_Section):
     list_name: str = Field("weekly", pattern=r"^[a-z0-9-]+$", description="Its digest key prefix.")
     max_articles: int = Field(50, ge=1, le=500, description="Most articles in one weekly digest.")
     subject: str = Field(
-        "{name} — the week to {date}: {headline}",
+        "The week to {date}: {headline}",
         description="Subject pattern; fields: name, date, headline, count.",
     )
 

@@ -73,10 +73,8 @@ def test_the_golden_digest_renders_to_the_checked_in_html_and_text():
     _check_golden("digest.html", rendered.html)
     _check_golden("digest.txt", rendered.text)
     assert rendered.warnings == ()
-    assert rendered.subject == (
-        "The Harbour Digest — Nov 28, 2026: "
-        "Harbour levy clears Senate after ‘reckless’ amendment is stripped"
-    )
+    # The lead headline first: a phone shows the start, and the sender's name is beside it.
+    assert rendered.subject == "Harbour levy clears Senate after ‘reckless’ amendment is stripped"
 
 
 def test_feed_text_is_escaped_and_unsafe_links_are_not_linked():
@@ -109,7 +107,11 @@ def test_the_layout_follows_the_responsive_email_patterns():
     preheader = tree.body[0]
     assert preheader.get("class") == "preheader"
     assert _style(preheader)["display"] == "none" and _style(preheader)["mso-hide"] == "all"
-    assert preheader.text_content().startswith("The Calder state Senate on Tuesday")
+    # The subject has the first headline and the email opens with its lead: the preview
+    # line tells what else is inside.
+    assert preheader.text_content().startswith(
+        "Also: Café Ørsted’s co-op bakery opens a second shop & hires 12 bakers; Ferry timetable"
+    )
     assert "\u200c\xa0" * 10 in preheader.text_content()
     # The @media rules stay in a <style> block for the clients that support them.
     styles = " ".join(s.text or "" for s in tree.xpath("//style"))
@@ -152,11 +154,12 @@ def test_links_buttons_and_footer():
     headline = tree.xpath("//a[@class='headline-link']")[0]
     assert headline.get("href").startswith("https://news.example.org/2026/11/harbour-levy")
     buttons = tree.find_class("button")
-    assert len(buttons) == 3  # a "Read more" button for each story with a link
+    assert len(buttons) == 3  # a "Read at <site>" button for each story with a link
     for cell in buttons:
         assert cell.get("bgcolor") and "mso-padding-alt" in _style(cell)
         link = cell.find("a")
-        assert link.text == "Read more" and _style(link)["display"] == "inline-block"
+        site = link.get("href").split("/")[2].removeprefix("www.")
+        assert link.text == f"Read at {site}" and _style(link)["display"] == "inline-block"
     footer = tree.find_class("footer")[0]
     assert "because you subscribed" in footer.text_content()
     assert "The Harbour Digest, 12 Quay Street, Port Alden 40210" in footer.text_content()
@@ -182,10 +185,10 @@ def test_text_part_is_wrapped_with_its_links_listed():
     text = render_digest(golden_digest(), BRAND).text
     assert "   > “It won’t be the last.”\n   >   — Sen. Paul Greer" in text
     assert (
-        "Read more: https://news.example.org/2026/11/harbour-levy?utm_source=digest&ref=feed"
-        in text
+        "Read at news.example.org: "
+        "https://news.example.org/2026/11/harbour-levy?utm_source=digest&ref=feed" in text
     )
-    assert "Read more: https://science.example.net/comet-12p-shower" in text
+    assert "Read at science.example.net: https://science.example.net/comet-12p-shower" in text
     assert "javascript:" not in text
     assert f"Unsubscribe: {UNSUBSCRIBE_TOKEN}" in text
     assert "View in browser: https://digest.example.org/archive/daily/2026-11-28" in text
@@ -297,7 +300,7 @@ def test_a_digest_far_over_the_budget_keeps_the_stories_that_fit_and_links_the_r
     assert f"{120 - kept} more stories did not fit in this email" in rendered.html
     assert f'href="{web_url}"' in rendered.html and "Read all 120 stories" in rendered.html
     assert f"{120 - kept} more stories did not fit" in rendered.text and web_url in rendered.text
-    assert rendered.text.count("Read more: ") == kept  # both parts carry the same stories
+    assert rendered.text.count("   Read at ") == kept  # both parts carry the same stories
     assert f"keeps {kept} of 120 stories" in rendered.warnings[0]
     assert "Gmail" in rendered.warnings[0]
     # As many as fit: the room left is less than one more story takes (~2.5 KB each).

@@ -385,7 +385,7 @@ def test_the_weekly_digest_has_its_own_key_from_the_same_articles(make_settings)
         in_weekly = [a.id for a, _ in store.digest_articles(conn, weekly.id)]
         in_daily = [a.id for a, _ in store.digest_articles(conn, daily.id)]
     assert in_weekly and sorted(in_weekly) == sorted(in_daily)  # the same pool, both lists
-    assert weekly.subject.startswith("Test Digest — the week to")
+    assert weekly.subject.startswith("The week to")
     assert len(ledger(settings)) == 6 and all(a == 1 for _, _, a in ledger(settings))
 
 

@@ -34,6 +34,23 @@ if TYPE_CHECKING:
 NAME_TOKEN = "@@digest-name@@"  # noqa: S105 (a placeholder, not a secret)
 UNSUBSCRIBE_TOKEN = "@@digest-unsubscribe@@"  # noqa: S105
 ANONYMOUS_NAME = "there"  # "Hello there," when we do not know a reader's name
+# Words before a first name that are not one: "Hello Dr.," reads worse than the full name.
+_TITLES = frozenset("mr mrs ms mx dr prof sir dame rev fr sr sra".split())
+
+
+def first_name(name: str | None) -> str:
+    """What the greeting calls a reader: their first name, as a friend would.
+
+    A single word, or a name that starts with a title ("Dr. Ana Lindgren"), stays whole.
+    """
+    if not name:
+        return ""
+    words = name.split()
+    if len(words) < 2 or words[0].rstrip(".").lower() in _TITLES:
+        return name
+    return words[0]
+
+
 _TOKEN = re.compile("(" + "|".join(map(re.escape, (NAME_TOKEN, UNSUBSCRIBE_TOKEN))) + ")")
 _SOFT_BREAK = b"=\r\n"
 # Any ASCII control character in a header value can end the header for some parser;
@@ -201,6 +218,7 @@ class MessageTemplate:
         digest_key: str,
         sent_at: datetime,
         reply_to: str = "",
+        feedback_id: str = "",
         dkim: DkimSigner | None = None,
     ) -> None:
         for value, what in [
@@ -209,6 +227,7 @@ class MessageTemplate:
             (sender_address, "sender address"),
             (list_id, "list id"),
             (reply_to, "reply-to address"),
+            (feedback_id, "feedback id"),
         ]:
             reject_line_breaks(value, what)
         for url, what in [(unsubscribe_url, "unsubscribe URL"), (unsubscribe_mailto, "mailto")]:
@@ -249,7 +268,12 @@ class MessageTemplate:
             b"Message-ID: ",
             _Slot.MESSAGE_ID,
             b"\r\nMIME-Version: 1.0\r\n",
-            _headers([("List-Id", list_id)]),
+            # Bulk mail, sent by a program: out-of-office replies and auto-responders stay
+            # quiet (RFC 3834), and Gmail's feedback loop groups complaints by Feedback-ID.
+            _headers(
+                [("List-Id", list_id), ("Precedence", "bulk"), ("Auto-Submitted", "auto-generated")]
+                + ([("Feedback-ID", feedback_id)] if feedback_id else [])
+            ),
             b"List-Unsubscribe: ",
             _Slot.LIST_UNSUBSCRIBE,
             b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
@@ -299,7 +323,7 @@ class MessageTemplate:
             raise InvalidInput(f"The unsubscribe token {token!r} is not URL-safe.")
         url = self._unsubscribe_url.format(token=token)
         message_id = self.message_id(subscriber)
-        shown = name or ANONYMOUS_NAME
+        shown = first_name(name) or ANONYMOUS_NAME
         values = (
             address_header(name, subscriber.email).encode("utf-8"),
             message_id.encode("ascii"),

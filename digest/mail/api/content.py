@@ -17,7 +17,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr
 
-from digest.mail.message import ANONYMOUS_NAME
+from digest.mail.message import ANONYMOUS_NAME, first_name
 from digest.mail.transport import Mailing
 from digest.models import Subscriber
 
@@ -94,7 +94,7 @@ class ApiContent:
 
 def values(subscriber: Subscriber, token: str, *, as_html: bool) -> dict[str, str]:
     """What replaces each marker for this reader, in a text or an HTML part."""
-    name = subscriber.name or ANONYMOUS_NAME
+    name = first_name(subscriber.name) or ANONYMOUS_NAME
     if as_html:
         return {NAME: html.escape(name), TOKEN: html.escape(token)}
     return {NAME: name, TOKEN: token}
