@@ -92,6 +92,7 @@ def render(settings: Settings, digest: Digest, *, whole: bool = False) -> Render
         preheader=settings.digest.preheader,
         group_by=settings.digest.group_by,
         size_budget=None if whole else HTML_BUDGET_BYTES,
+        language=settings.digest.language,
     )
 
 

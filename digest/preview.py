@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from digest import store
 from digest.compose import for_topics
 from digest.models import Digest, RenderedDigest, Subscriber
-from digest.pipeline import draft_digest, message_template, render
+from digest.pipeline import draft_digest, message_template, render, stored_digest
 from digest.render import CLIP_LIMIT_BYTES, builtin_templates, html_part_size
 from digest.settings import Settings
 from digest.subscribers import make_token, secret_key
@@ -35,6 +35,9 @@ class Preview:
     rendered: RenderedDigest
     reader: Subscriber
     message: bytes  # the .eml exactly as this reader would receive it
+    # Nothing new to send: this is the last digest, as it went out (e.g. right after
+    # `make run`), so a new user sees what readers got instead of an empty draft.
+    already_sent: bool = False
 
     @property
     def size(self) -> int:
@@ -70,12 +73,19 @@ def reader(engine: Engine, subscriber_id: int | None) -> Subscriber:
 def build_preview(settings: Settings, engine: Engine, subscriber_id: int | None = None) -> Preview:
     """Draft, render and personalize the next digest for one reader; write nothing."""
     who = reader(engine, subscriber_id)
-    digest = for_topics(draft_digest(settings, engine), who.topics)
+    draft = draft_digest(settings, engine)
+    already_sent = False
+    if not draft.items:
+        with store.transaction(engine) as conn:
+            latest = store.latest_digest(conn, settings.digest.list_name)
+        if latest is not None:
+            draft, already_sent = stored_digest(settings, engine, latest), True
+    digest = for_topics(draft, who.topics)
     rendered = render(settings, digest)
     template = message_template(settings, digest.key, rendered)
     key, _ = secret_key(settings)
     token = make_token(key, who.id, "unsubscribe") if who.id else "preview-token"
-    return Preview(digest, rendered, who, template.personalize(who, token).data)
+    return Preview(digest, rendered, who, template.personalize(who, token).data, already_sent)
 
 
 def dark_variant(html: str) -> str:

@@ -182,6 +182,11 @@ class DigestSettings(_Section):
     preheader: str = Field(
         "", description="Inbox preview text; default: 'Also: ' and the next two headlines."
     )
+    language: str = Field(
+        "en",
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$",
+        description="Language of the email (BCP 47, e.g. en, de, pt-BR), for screen readers.",
+    )
     group_by: Literal["source", "topic"] = Field(
         "source", description="Sections of the email: by 'source' or by first 'topic' tag."
     )

@@ -113,6 +113,7 @@ def send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
         "preheader": "One click to confirm, and the first digest arrives tomorrow.",
         "confirm_url": confirm_url,
         "brand": branding(settings),
+        "language": settings.digest.language,
     }
     with template_errors(settings.templates_dir):
         rendered = RenderedDigest(

@@ -142,7 +142,7 @@ def _open(browser: BrowserContext, width: int, scheme: Any, url: str = EMAIL_URL
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("width", [375, 600, 800])
+@pytest.mark.parametrize("width", [320, 375, 600, 800])
 def test_the_email_fits_reads_and_offers_unsubscribe(browser, width, scheme):
     page = _open(browser, width, scheme)
     try:
@@ -178,12 +178,17 @@ def test_the_email_fits_reads_and_offers_unsubscribe(browser, width, scheme):
             "getComputedStyle(document.querySelector('.container')).backgroundColor"
         )
         assert container == ("rgb(30, 30, 28)" if scheme == "dark" else "rgb(255, 255, 255)")
-        # The phone rules apply up to 620px: narrower side padding, smaller headlines.
+        # The phone rules apply below 600px: narrower side padding, smaller headlines; a
+        # 600px window shows the whole 600px column, so it gets the desktop layout.
         padding, headline = page.evaluate(
             "[getComputedStyle(document.querySelector('.story')).paddingLeft,"
             " getComputedStyle(document.querySelector('.headline')).fontSize]"
         )
-        assert (padding, headline) == (("16px", "20px") if width <= 620 else ("24px", "22px"))
+        assert (padding, headline) == (("16px", "20px") if width < 600 else ("24px", "22px"))
+        assert page.locator(".more-link").count() == 3
+        for link in page.locator(".more-link").all():
+            box = link.bounding_box()
+            assert box is not None and box["height"] >= 44  # a tap target, not a 30 px chip
         if width == 600:
             assert page.evaluate("document.querySelector('.container').offsetWidth") == 600
     finally:

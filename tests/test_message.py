@@ -327,7 +327,7 @@ def test_the_pipeline_builds_the_message_from_settings(settings: Settings, rsa_k
     )
     rendered = render(configured, golden_digest())
     assert "Ferries, comets and a bakery." in rendered.html
-    assert '<td class="section"' in rendered.html and ">Politics</td>" in rendered.html
+    assert '<td class="section"' in rendered.html and ">Politics</h2></td>" in rendered.html
     template = message_template(configured, "daily/2026-11-28", rendered)
     data = template.personalize(Subscriber(id=1, email="ana@example.org"), "tok").data
     assert _verify(data, rsa_key[1])
