@@ -203,3 +203,122 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert after("120") == 120
     assert after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # a date in the past: go now
     assert after("soon") is None
+
+
+def statuses(ledger: Ledger) -> Counter[str]:
+    """How many subscribers of the ledger are in each status."""
+    return Counter(row["who"] for row in ledger.rows().values())
+
+
+@pytest.mark.parametrize(
+    ("setup", "sentence"),
+    [
+        ("unconfirmed sender", "confirm a sender signature"),
+        ("inactive account", "account may not send"),
+        ("bad reply-to", r"sender\.reply_to"),
+    ],
+)
+def test_a_postmark_sender_error_stops_the_run_and_bounces_nobody(
+    tmp_path: Path, server: tuple[ProviderServer, str], setup: str, sentence: str
+) -> None:
+    fake, url = server
+    reply_to = "Editors <editors@example.org>"
+    if setup == "unconfirmed sender":
+        fake.verified.clear()
+    elif setup == "inactive account":
+        fake.account_error = (412, "Your account is pending approval.")
+    else:
+        reply_to = "editors at example.org"
+    ledger = make_ledger(tmp_path / "d.db", 40, reply_to=reply_to)
+    # Postmark answers HTTP 200 with an error per message; three runs used to bounce all.
+    for _ in range(3):
+        with pytest.raises(DigestError, match=sentence) as caught:
+            deliver(ledger, transport("postmark", url))
+        assert str(caught.value).count(";") == 1 and str(caught.value).endswith(".")
+    assert ledger.counts() == {"pending": 40}
+    assert statuses(ledger) == {"active": 40}
+    assert fake.delivered == []
+    assert fake.requests["postmark"] <= 3 * 2  # one request per worker and run
+
+
+def test_postmark_accepted_but_delayed_counts_as_sent(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    fake.delayed = {"r0003@example.org", "r0004@example.org"}
+    ledger = make_ledger(tmp_path / "d.db", 10)
+    report = deliver(ledger, transport("postmark", url))
+    assert (report.sent, report.failed) == (10, 0)
+    row = ledger.rows()["r0003@example.org"]
+    assert row["status"] == "sent" and row["message_id"]
+
+
+def test_postmark_invalid_to_fails_only_that_reader(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    _, url = server
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    with store.transaction(ledger.engine) as conn:
+        store.insert_subscriber(conn, "odd@localhost", None, (), "active")
+    ledger = make_ledger(tmp_path / "d.db", 5, key="daily/2026-11-29", engine=ledger.engine)
+    report = deliver(ledger, transport("postmark", url))
+    assert (report.sent, report.failed) == (5, 1)
+    assert "'To'" in ledger.rows()["odd@localhost"]["error"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_request_level_400_costs_one_request_and_no_bounce(
+    tmp_path: Path, server: tuple[ProviderServer, str], provider: str
+) -> None:
+    fake, url = server
+    fake.verified.add("digest@localhost")
+    # Every provider refuses this From for the whole request (Postmark: per message).
+    ledger = make_ledger(tmp_path / "d.db", 40, sender_address="digest@localhost")
+    policy = DeliveryPolicy(batch_size=25, concurrency=1, retries=3, test_mode=True)
+    with pytest.raises(DigestError, match=r"sender\.address") as caught:
+        deliver(ledger, transport(provider, url), policy)
+    assert provider == "postmark" or "refused the request" in str(caught.value)
+    # Halving used to send 2N-1 requests per batch (49 + 29 here) and fail every reader.
+    assert fake.requests[provider] == 1
+    assert ledger.counts() == {"pending": 40}
+    assert statuses(ledger) == {"active": 40}
+
+
+def test_an_unclear_refusal_that_recurs_for_one_reader_stops_the_run(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    fake.fail_next(400, times=100)  # a 400 that names no field
+    ledger = make_ledger(tmp_path / "d.db", 25)
+    policy = DeliveryPolicy(batch_size=25, concurrency=1, retries=3, test_mode=True)
+    with pytest.raises(DigestError, match="even for a single reader"):
+        deliver(ledger, transport("sendgrid", url), policy)
+    assert fake.requests["sendgrid"] == 5  # 25, 12, 6, 3, 1: halves down one side only
+    assert ledger.counts() == {"pending": 25}
+    assert statuses(ledger) == {"active": 25}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_no_reply_to_is_sent_without_one(
+    tmp_path: Path, server: tuple[ProviderServer, str], provider: str
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 3, reply_to="")
+    assert deliver(ledger, transport(provider, url)).sent == 3
+    assert all("Reply-To" not in copy.headers for copy in fake.delivered)
+
+
+def test_postmark_answers_more_than_500_with_its_4xx(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 501)
+    with store.transaction(ledger.engine) as conn:
+        readers = store.pending_deliveries(conn, ledger.digest_id, 600)
+    api = transport("postmark", url)
+    try:
+        outcomes = api.deliver(Mailing(ledger.key, ledger.template, token_for), readers)
+    finally:
+        api.close()
+    assert all(o.halted and "410" in (o.detail or "") for o in outcomes)
+    assert fake.requests["postmark"] == 1 and fake.delivered == []

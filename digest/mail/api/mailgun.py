@@ -2,20 +2,24 @@
 
 The parts and the List-Unsubscribe header carry %recipient.x% placeholders that Mailgun
 fills per reader; with recipient-variables each reader gets their own message.
-Reference: https://documentation.mailgun.com/docs/mailgun/user-manual/sending-messages/batch-sending
+Mailgun answers 200 with JSON holding the message's `id`; a 400's message names the
+parameter at fault: "'to'" is a reader's address, anything else ('from' ...) the request's.
+References: https://documentation.mailgun.com/docs/mailgun/user-manual/sending-messages/batch-sending
+and https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/messages
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
 import httpx
 
 from digest.mail.api.content import NAME, TOKEN, ApiContent, fill, recipient, values
-from digest.mail.api.http import ApiTransport
-from digest.mail.transport import Mailing, Outcome, sent
+from digest.mail.api.http import REQUEST_FIX, ApiTransport, Refusal, describe
+from digest.mail.transport import Mailing, Outcome, halt, sent
 from digest.models import Subscriber
 
 TEXT_VARS = {NAME: "name", TOKEN: "token"}
@@ -81,6 +85,27 @@ class MailgunTransport(ApiTransport):
         )
 
     def parse(self, response: httpx.Response, batch: Sequence[Subscriber]) -> list[Outcome]:
-        answer = response.json()
+        try:
+            answer = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            answer = None
         message_id = answer.get("id") if isinstance(answer, dict) else None
+        if not isinstance(message_id, str) or not message_id:
+            # Not Mailgun's answer: a wrong URL that answers 200 (a web page, an API root).
+            return [
+                halt(
+                    f"{response.url} answered {response.status_code} without a Mailgun "
+                    "message id, so nothing was sent; check delivery.api_base_url "
+                    "(https://api.mailgun.net, or https://api.eu.mailgun.net in the EU)."
+                )
+            ] * len(batch)
         return [sent(message_id)] * len(batch)
+
+    def refusal(self, response: httpx.Response, batch: Sequence[Subscriber]) -> Refusal:
+        said = f"{response.status_code}: {describe(response)}"
+        if _TO_PARAMETER.search(said):
+            return Refusal("someone", said)
+        return Refusal("request", f"Mailgun refused the request ({said}); {REQUEST_FIX}.")
+
+
+_TO_PARAMETER = re.compile(r"'?\bto'? parameter", re.IGNORECASE)

@@ -1,19 +1,34 @@
 """Postmark: POST /email/batch, up to 500 messages, one result per message, in order.
 
-Reference: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails
+The batch endpoint answers HTTP 200 even when messages were refused: each result has a
+MessageID when Postmark took the message (whatever else it says, e.g. "Message accepted,
+but delivery may be delayed."), or an ErrorCode. Most codes are about the sender, the
+account or the request and would be the same for every reader: they stop the run. Only
+406 (inactive recipient) and 300 about the To address concern one reader.
+References: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails
+and https://postmarkapp.com/developer/api/overview#error-codes
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import httpx
 
 from digest.mail.api.content import ApiContent, recipient
-from digest.mail.api.http import ApiTransport
-from digest.mail.transport import Mailing, Outcome, failed, retry, sent
+from digest.mail.api.http import REQUEST_FIX, ApiTransport, Refusal, describe
+from digest.mail.transport import Mailing, Outcome, failed, halt, retry, sent
 from digest.models import Subscriber
+
+INACTIVE_RECIPIENT = 406
+INVALID_REQUEST = 300
+SENDER_CODES = {400, 401}  # sender signature not found / not confirmed
+ACCOUNT_CODES = {405, 412, 413}  # not allowed to send / account pending / may not send
+# A 300 names the field it is about; only the reader's own address is theirs to fail.
+_RECIPIENT_FIELD = re.compile(r"'(To|Cc|Bcc)'")
+_OTHER_FIELD = re.compile(r"from|reply|metadata|header|body|subject", re.IGNORECASE)
 
 
 class PostmarkTransport(ApiTransport):
@@ -78,13 +93,58 @@ class PostmarkTransport(ApiTransport):
         return message
 
     def parse(self, response: httpx.Response, batch: Sequence[Subscriber]) -> list[Outcome]:
-        results = response.json()
+        try:
+            results = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            results = None
         if not isinstance(results, list) or len(results) != len(batch):
             # Which messages went out is unknown: retrying may duplicate a few, never lose.
             return [retry("Postmark gave an answer that does not match the batch")] * len(batch)
-        return [
-            sent(str(result.get("MessageID")))
-            if result.get("ErrorCode") == 0
-            else failed(f"Postmark {result.get('ErrorCode')}: {result.get('Message')}")
-            for result in results
-        ]
+        return [self._outcome(r if isinstance(r, dict) else {}) for r in results]
+
+    def _outcome(self, result: dict[str, object]) -> Outcome:
+        if result.get("MessageID"):
+            return sent(str(result["MessageID"]))
+        code, message = result.get("ErrorCode"), str(result.get("Message") or "")
+        if code == 0:  # OK without an id: taken all the same
+            return sent(None)
+        if code == INACTIVE_RECIPIENT:
+            return failed(f"Postmark {code}: {message}")
+        if (
+            code == INVALID_REQUEST
+            and _RECIPIENT_FIELD.search(message)
+            and not _OTHER_FIELD.search(message)
+        ):
+            return failed(f"Postmark {code}: {message}")
+        return halt(_sentence(code, message))
+
+    def refusal(self, response: httpx.Response, batch: Sequence[Subscriber]) -> Refusal:
+        if response.status_code == 413:
+            # Over the payload limit: smaller halves fit.
+            return Refusal("unclear", f"413: {describe(response)}")
+        try:
+            answer = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            answer = None
+        code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+        # A 422 for the batch as a whole (bad JSON, too many messages ...) is the request's.
+        return Refusal("request", _sentence(code, describe(response)))
+
+
+def _sentence(code: object, message: str) -> str:
+    """The run's last sentence for a Postmark error code that is not about one reader."""
+    said = f"{code}: {message}"
+    if code == 10:
+        return f"Postmark refused the server token ({said}); check DIGEST_DELIVERY__API_KEY."
+    if code in SENDER_CODES:
+        return (
+            f"Postmark will not send from this sender ({said}); add and confirm a sender "
+            "signature or domain for sender.address in Postmark, or set sender.address "
+            "to a confirmed one."
+        )
+    if code in ACCOUNT_CODES:
+        return (
+            f"Postmark's account may not send now ({said}); check the account's status "
+            "and billing in Postmark, or ask Postmark's support."
+        )
+    return f"Postmark refused the message itself ({said}); {REQUEST_FIX}."
