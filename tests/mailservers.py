@@ -349,12 +349,19 @@ class ProviderServer:
         self.delayed: set[str] = set()  # Postmark: accepted, but delivery may be delayed
         self.postmark_max_bytes = 50 * 1000 * 1000  # the batch payload limit
         self.domains: set[str] = {"mg.example.org"}  # Mailgun's sending domains
+        # Postmark: address -> SuppressionReason (ManualSuppression, SpamComplaint ...)
+        self.suppressed: dict[str, str] = {}
         self.lock = threading.Lock()
         self.app = Starlette(
             routes=[
                 Route("/email/batch", self.postmark, methods=["POST"]),
                 Route("/v3/mail/send", self.sendgrid, methods=["POST"]),
                 Route("/v3/{domain}/messages", self.mailgun, methods=["POST"]),
+                Route(
+                    "/message-streams/{stream}/suppressions/dump",
+                    self.postmark_suppressions,
+                    methods=["GET"],
+                ),
                 # Anything else answers 200 with a page, as a web server or an API's root
                 # does: what a wrong api_base_url reaches.
                 Route("/{path:path}", self.elsewhere, methods=["GET", "POST"]),
@@ -375,6 +382,25 @@ class ProviderServer:
                 return None
             status, headers = self.failures.pop(0)
         return JSONResponse({"message": "scripted failure"}, status_code=status, headers=headers)
+
+    # https://postmarkapp.com/developer/api/suppressions-api (the dump, by address)
+    async def postmark_suppressions(self, request: Request) -> Response:
+        if request.headers.get("x-postmark-server-token") != API_KEY:
+            return JSONResponse({"ErrorCode": 10, "Message": "Bad or missing token"}, 401)
+        with self.lock:
+            self.requests["postmark suppressions"] += 1
+        address = request.query_params.get("EmailAddress", "")
+        entries = [
+            {
+                "EmailAddress": a,
+                "SuppressionReason": reason,
+                "Origin": "Recipient" if reason != "HardBounce" else "Postmark",
+                "CreatedAt": "2026-11-20T10:00:00-05:00",
+            }
+            for a, reason in self.suppressed.items()
+            if not address or a == address
+        ]
+        return JSONResponse({"Suppressions": entries})
 
     async def elsewhere(self, request: Request) -> Response:
         with self.lock:
@@ -441,7 +467,7 @@ class ProviderServer:
         [(name, address)] = getaddresses([m["To"]])
         if not _valid(address):
             return {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{m['To']}'."}
-        if address in self.refuse:
+        if address in self.refuse or address in self.suppressed:
             message = f"Found inactive addresses: {address}. They bounced or were suppressed."
             return {"ErrorCode": 406, "Message": message}
         headers = {h["Name"]: _decoded(h["Value"]) for h in m["Headers"]}

@@ -322,3 +322,29 @@ def test_postmark_answers_more_than_500_with_its_4xx(
         api.close()
     assert all(o.halted and "410" in (o.detail or "") for o in outcomes)
     assert fake.requests["postmark"] == 1 and fake.delivered == []
+
+
+def test_postmark_406_gives_the_reader_the_status_postmark_knows(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    fake.suppressed = {
+        "r0001@example.org": "ManualSuppression",  # unsubscribed through Postmark's link
+        "r0002@example.org": "SpamComplaint",
+        "r0003@example.org": "HardBounce",
+    }
+    fake.refuse.add("r0004@example.org")  # inactive, reason unknown: a plain failure
+    ledger = make_ledger(tmp_path / "d.db", 8)
+    report = deliver(ledger, transport("postmark", url))
+    assert (report.sent, report.failed) == (4, 4)
+    rows = ledger.rows()
+    assert [rows[f"r000{n}@example.org"]["who"] for n in range(1, 5)] == [
+        "unsubscribed",
+        "complained",
+        "bounced",
+        "active",  # one failure of bounce_threshold (3)
+    ]
+    with store.transaction(ledger.engine) as conn:
+        reader = store.find_subscriber(conn, "r0001@example.org")
+        assert reader is not None
+        assert [e for e, _ in store.subscriber_history(conn, reader.id)][-1] == "unsubscribed"

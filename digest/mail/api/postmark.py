@@ -5,8 +5,14 @@ MessageID when Postmark took the message (whatever else it says, e.g. "Message a
 but delivery may be delayed."), or an ErrorCode. Most codes are about the sender, the
 account or the request and would be the same for every reader: they stop the run. Only
 406 (inactive recipient) and 300 about the To address concern one reader.
-References: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails
-and https://postmarkapp.com/developer/api/overview#error-codes
+
+A 406 does not say why the reader is inactive; the suppressions API does: they
+unsubscribed through Postmark (ManualSuppression, on a broadcast stream where Postmark
+handles unsubscribes), complained (SpamComplaint) or hard-bounced (HardBounce). The
+reader takes that status at once instead of counting towards `bounced`.
+References: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails,
+https://postmarkapp.com/developer/api/overview#error-codes and
+https://postmarkapp.com/developer/api/suppressions-api
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import httpx
 
 from digest.mail.api.content import ApiContent, recipient
 from digest.mail.api.http import REQUEST_FIX, ApiTransport, Refusal, describe
-from digest.mail.transport import Mailing, Outcome, failed, halt, retry, sent
+from digest.mail.transport import Left, Mailing, Outcome, failed, halt, retry, sent
 from digest.models import Subscriber
 
 INACTIVE_RECIPIENT = 406
@@ -29,6 +35,12 @@ ACCOUNT_CODES = {405, 412, 413}  # not allowed to send / account pending / may n
 # A 300 names the field it is about; only the reader's own address is theirs to fail.
 _RECIPIENT_FIELD = re.compile(r"'(To|Cc|Bcc)'")
 _OTHER_FIELD = re.compile(r"from|reply|metadata|header|body|subject", re.IGNORECASE)
+# Why Postmark suppresses an address, as the reader's status here.
+SUPPRESSION_STATUS: dict[str, Left] = {
+    "ManualSuppression": "unsubscribed",
+    "SpamComplaint": "complained",
+    "HardBounce": "bounced",
+}
 
 
 class PostmarkTransport(ApiTransport):
@@ -100,7 +112,30 @@ class PostmarkTransport(ApiTransport):
         if not isinstance(results, list) or len(results) != len(batch):
             # Which messages went out is unknown: retrying may duplicate a few, never lose.
             return [retry("Postmark gave an answer that does not match the batch")] * len(batch)
-        return [self._outcome(r if isinstance(r, dict) else {}) for r in results]
+        outcomes = [self._outcome(r if isinstance(r, dict) else {}) for r in results]
+        return [
+            self._inactive(subscriber, outcome) if _is_inactive(outcome) else outcome
+            for subscriber, outcome in zip(batch, outcomes, strict=True)
+        ]
+
+    def _inactive(self, subscriber: Subscriber, outcome: Outcome) -> Outcome:
+        """A 406, with the reader's status when Postmark says why it suppresses them."""
+        path = f"/message-streams/{self.stream}/suppressions/dump"
+        try:
+            response = self.client.get(path, params={"EmailAddress": subscriber.email})
+            entries = response.json().get("Suppressions", []) if response.is_success else []
+        except (httpx.HTTPError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            # Only the status is lost: the 406 still counts as a failure.
+            return outcome
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            if str(entry.get("EmailAddress", "")).lower() != subscriber.email.lower():
+                continue
+            reason = str(entry.get("SuppressionReason"))
+            if left := SUPPRESSION_STATUS.get(reason):
+                return failed(f"{outcome.detail} (Postmark: {reason})", left)
+        return outcome
 
     def _outcome(self, result: dict[str, object]) -> Outcome:
         if result.get("MessageID"):
@@ -109,7 +144,7 @@ class PostmarkTransport(ApiTransport):
         if code == 0:  # OK without an id: taken all the same
             return sent(None)
         if code == INACTIVE_RECIPIENT:
-            return failed(f"Postmark {code}: {message}")
+            return failed(f"Postmark {INACTIVE_RECIPIENT}: {message}")
         if (
             code == INVALID_REQUEST
             and _RECIPIENT_FIELD.search(message)
@@ -129,6 +164,12 @@ class PostmarkTransport(ApiTransport):
         code = answer.get("ErrorCode") if isinstance(answer, dict) else None
         # A 422 for the batch as a whole (bad JSON, too many messages ...) is the request's.
         return Refusal("request", _sentence(code, describe(response)))
+
+
+def _is_inactive(outcome: Outcome) -> bool:
+    return outcome.status == "failed" and (outcome.detail or "").startswith(
+        f"Postmark {INACTIVE_RECIPIENT}:"
+    )
 
 
 def _sentence(code: object, message: str) -> str:
