@@ -348,6 +348,8 @@ class ProviderServer:
         self.account_error: tuple[int, str] | None = None  # Postmark: may not send now
         self.delayed: set[str] = set()  # Postmark: accepted, but delivery may be delayed
         self.postmark_max_bytes = 50 * 1000 * 1000  # the batch payload limit
+        self.largest = 0  # the largest request body received, in bytes
+        self.too_large = 0  # requests answered 413
         self.domains: set[str] = {"mg.example.org"}  # Mailgun's sending domains
         # Postmark: address -> SuppressionReason (ManualSuppression, SpamComplaint ...)
         self.suppressed: dict[str, str] = {}
@@ -426,7 +428,11 @@ class ProviderServer:
         if failure := self._scripted("postmark"):
             return failure
         body = await request.body()
+        with self.lock:
+            self.largest = max(self.largest, len(body))
         if len(body) > self.postmark_max_bytes:
+            with self.lock:
+                self.too_large += 1
             return Response("Request Entity Too Large", 413)
         messages = json.loads(body)
         if not isinstance(messages, list) or not messages:

@@ -348,3 +348,19 @@ def test_postmark_406_gives_the_reader_the_status_postmark_knows(
         reader = store.find_subscriber(conn, "r0001@example.org")
         assert reader is not None
         assert [e for e, _ in store.subscriber_history(conn, reader.id)][-1] == "unsubscribed"
+
+
+def test_postmark_batches_are_cut_by_size_as_well(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 100)
+    api = transport("postmark", url)
+    # The same ratio as 500 copies of a 125 KB digest against 50 MB, at a small scale.
+    fake.postmark_max_bytes = 40_000
+    assert isinstance(api, PostmarkTransport)
+    api.max_bytes = 40_000
+    report = deliver(ledger, api, DeliveryPolicy(batch_size=100, concurrency=1, test_mode=True))
+    assert report.sent == 100 and fake.counts() == everyone(100)
+    assert fake.too_large == 0 and 30_000 < fake.largest <= 40_000
+    assert fake.requests["postmark"] == 3  # ~1.1 KB a message: 3 requests for 100

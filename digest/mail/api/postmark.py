@@ -47,6 +47,10 @@ class PostmarkTransport(ApiTransport):
     name = "postmark"
     title = "Postmark"
     max_batch = 500
+    # The batch payload limit is 50 MB: 500 copies of a large digest (~125 KB each with
+    # both parts) would exceed it, so requests are cut by size too. A little under, for
+    # the JSON around the messages and whatever Postmark counts as a megabyte.
+    max_bytes = 48 * 1000 * 1000
     default_url = "https://api.postmarkapp.com"
 
     def __init__(
@@ -64,17 +68,42 @@ class PostmarkTransport(ApiTransport):
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"X-Postmark-Server-Token": api_key, "Accept": "application/json"}
 
+    def deliver(self, mailing: Mailing, batch: Sequence[Subscriber]) -> list[Outcome]:
+        """The batch in as few requests as fit Postmark's payload limit, in order."""
+        content = self.content(mailing)
+        outcomes: list[Outcome] = []
+        chunk: list[Subscriber] = []
+        encoded: list[bytes] = []
+        size = 2  # the brackets
+        for subscriber in batch:
+            message = self._encoded(content, mailing, subscriber)
+            if chunk and size + len(message) + 1 > self.max_bytes:
+                outcomes += self._post(content, mailing, chunk, self._request(encoded))
+                if stop := next((o for o in outcomes if o.halted), None):
+                    # The sender's or account's fault: the rest would be refused alike.
+                    return outcomes + [stop] * (len(batch) - len(outcomes))
+                chunk, encoded, size = [], [], 2
+            chunk.append(subscriber)
+            encoded.append(message)
+            size += len(message) + 1
+        if chunk:
+            outcomes += self._post(content, mailing, chunk, self._request(encoded))
+        return outcomes
+
     def build(
         self, content: ApiContent, mailing: Mailing, batch: Sequence[Subscriber]
     ) -> httpx.Request:
+        return self._request([self._encoded(content, mailing, s) for s in batch])
+
+    def _encoded(self, content: ApiContent, mailing: Mailing, subscriber: Subscriber) -> bytes:
         # Each message is encoded as soon as it is built, and the pieces are sent as they
         # are: 500 full copies held as dicts, then joined into one JSON text, would take
         # several times the memory, for every request in flight.
-        parts = [b"["]
-        for index, subscriber in enumerate(batch):
-            message = json.dumps(self._message(content, mailing, subscriber), ensure_ascii=False)
-            parts.append((b"," if index else b"") + message.encode())
-        parts.append(b"]")
+        message = self._message(content, mailing, subscriber)
+        return json.dumps(message, ensure_ascii=False).encode()
+
+    def _request(self, messages: list[bytes]) -> httpx.Request:
+        parts = [b"["] + [(b"," if i else b"") + m for i, m in enumerate(messages)] + [b"]"]
         length = sum(len(part) for part in parts)
         return self.client.build_request(
             "POST",
