@@ -332,7 +332,8 @@ class Delivered:
     subject: str
     text: str
     html: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # decoded (RFC 2047), as a mail reader shows them
+    raw_headers: dict[str, str] = field(default_factory=dict)  # as the request carried them
 
 
 class ProviderServer:
@@ -488,6 +489,7 @@ class ProviderServer:
                 m["TextBody"],
                 m["HtmlBody"],
                 headers,
+                {h["Name"]: h["Value"] for h in m["Headers"]},
             )
         )
         if address in self.delayed:
@@ -529,6 +531,10 @@ class ProviderServer:
         reserved = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type"}
         for i, p in enumerate(people):
             assert len(p["to"]) == 1
+            for name, value in p.get("headers", {}).items():
+                if not value.isascii():
+                    field_name = f"personalizations.{i}.headers.{name}"
+                    return _sendgrid_error(400, "Header values must be ASCII.", field_name)
             assert not reserved & {h.lower() for h in p.get("headers", {})}
             if p["to"][0]["email"] in self.refuse:
                 field_name = f"personalizations.{i}.to.0.email"
@@ -550,6 +556,7 @@ class ProviderServer:
                 return text
 
             to = p["to"][0]
+            raw = {**body.get("headers", {}), **p.get("headers", {})}
             copies.append(
                 Delivered(
                     "sendgrid",
@@ -558,11 +565,8 @@ class ProviderServer:
                     body["subject"],
                     sub(body["content"][0]["value"]),
                     sub(body["content"][1]["value"]),
-                    {
-                        k: _decoded(v)
-                        for k, v in {**body.get("headers", {}), **p.get("headers", {})}.items()
-                    }
-                    | reply_to,
+                    {k: _decoded(v) for k, v in raw.items()} | reply_to,
+                    raw,
                 )
             )
         self._deliver(*copies)
@@ -609,6 +613,7 @@ class ProviderServer:
                     str(form["subject"]),
                     sub(str(form["text"]), variables[address]),
                     sub(str(form["html"]), variables[address]),
+                    {k: _decoded(sub(v, variables[address])) for k, v in headers.items()},
                     {k: sub(v, variables[address]) for k, v in headers.items()},
                 )
                 for name, address in addresses

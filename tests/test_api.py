@@ -364,3 +364,21 @@ def test_postmark_batches_are_cut_by_size_as_well(
     assert report.sent == 100 and fake.counts() == everyone(100)
     assert fake.too_large == 0 and 30_000 < fake.largest <= 40_000
     assert fake.requests["postmark"] == 3  # ~1.1 KB a message: 3 requests for 100
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_non_ascii_header_values_are_encoded_as_over_smtp(
+    tmp_path: Path, server: tuple[ProviderServer, str], provider: str
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 2, sender_name="Café Société — Lettre")
+    report = deliver(ledger, transport(provider, url))
+    # SendGrid refuses raw Unicode in a header value (the fake answers 400 for it).
+    assert report.sent == 2 and fake.requests[provider] == 1
+    mime = mime_copy(ledger, "r0000@example.org")
+    raw = dict(mime.raw_items())["List-Id"]
+    assert raw.isascii() and "=?utf-8?" in raw
+    for copy in fake.delivered:
+        assert copy.raw_headers["List-Id"] == raw
+        assert copy.headers["List-Id"] == str(mime["List-Id"])
+        assert copy.headers["List-Id"].startswith("Café Société — Lettre <")

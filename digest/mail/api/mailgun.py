@@ -78,8 +78,8 @@ class MailgunTransport(ApiTransport):
             data[f"h:{name}"] = value
         for name, value in content.personal_headers.items():
             data[f"h:{name}"] = fill(value, _placeholders(TEXT_VARS))
-        if content.reply_to:
-            data["h:Reply-To"] = content.reply_to
+        if content.reply_to_header:
+            data["h:Reply-To"] = content.reply_to_header
         return self.client.build_request(
             "POST", f"/v3/{quote(self.domain, safe='')}/messages", data=data
         )
