@@ -352,6 +352,7 @@ class ProviderServer:
         self.largest = 0  # the largest request body received, in bytes
         self.too_large = 0  # requests answered 413
         self.domains: set[str] = {"mg.example.org"}  # Mailgun's sending domains
+        self.mailgun_variables: list[dict[str, str]] = []  # the v: fields of each request
         # Postmark: address -> SuppressionReason (ManualSuppression, SpamComplaint ...)
         self.suppressed: dict[str, str] = {}
         self.lock = threading.Lock()
@@ -604,6 +605,8 @@ class ProviderServer:
             return re.sub(r"%recipient\.(\w+)%", lambda m: str(values[m.group(1)]), text)
 
         headers = {k[2:]: v for k, v in fields if k.startswith("h:")}
+        # Each reader's copy carries these in X-Mailgun-Variables, for anyone to read.
+        self.mailgun_variables.append({k[2:]: v for k, v in fields if k.startswith("v:")})
         self._deliver(
             *[
                 Delivered(

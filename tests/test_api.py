@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from collections import Counter
 from collections.abc import Iterator
 from email import message_from_bytes, policy
@@ -382,3 +383,58 @@ def test_non_ascii_header_values_are_encoded_as_over_smtp(
         assert copy.raw_headers["List-Id"] == raw
         assert copy.headers["List-Id"] == str(mime["List-Id"])
         assert copy.headers["List-Id"].startswith("Café Société — Lettre <")
+
+
+def test_mailgun_wants_its_own_answer_before_anything_counts_as_sent(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    # A base URL with a path: the request reaches a page that answers 200, not Mailgun.
+    with pytest.raises(DigestError, match=r"without a Mailgun message id.*api_base_url"):
+        deliver(ledger, transport("mailgun", f"{url}/wrong"))
+    assert fake.requests["elsewhere"] == 1
+    assert ledger.counts() == {"pending": 5} and statuses(ledger) == {"active": 5}
+
+
+def test_mailgun_unknown_domain_stops_the_run(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    api = MailgunTransport(API_KEY, domain="other.example.org", base_url=url)
+    with pytest.raises(DigestError, match=r"Domain not found.*delivery\.api_domain"):
+        deliver(ledger, api)
+    assert ledger.counts() == {"pending": 5} and fake.delivered == []
+
+
+def test_mailgun_variables_name_no_subscriber(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    assert deliver(ledger, transport("mailgun", url)).sent == 5
+    assert fake.mailgun_variables == [{"digest": ledger.key}]
+
+
+def test_sendgrid_rate_limit_waits_until_its_reset(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    # SendGrid sends the reset time in epoch seconds, and no Retry-After.
+    fake.fail_next(429, X_RateLimit_Reset=str(int(time.time()) + 40))
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    report = deliver(ledger, transport("sendgrid", url))
+    assert report.sent == 5 and report.waited >= 35
+
+
+def test_sendgrid_403_names_the_sender_identity(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    fake.verified.clear()
+    ledger = make_ledger(tmp_path / "d.db", 5)
+    with pytest.raises(DigestError, match="not a verified Sender Identity") as caught:
+        deliver(ledger, transport("sendgrid", url))
+    assert "Mail Send" in str(caught.value) and "sender.address" in str(caught.value)
+    assert ledger.counts() == {"pending": 5} and fake.requests["sendgrid"] == 1
