@@ -32,9 +32,14 @@ INACTIVE_RECIPIENT = 406
 INVALID_REQUEST = 300
 SENDER_CODES = {400, 401}  # sender signature not found / not confirmed
 ACCOUNT_CODES = {405, 412, 413}  # not allowed to send / account pending / may not send
-# A 300 names the field it is about; only the reader's own address is theirs to fail.
-_RECIPIENT_FIELD = re.compile(r"'(To|Cc|Bcc)'")
-_OTHER_FIELD = re.compile(r"from|reply|metadata|header|body|subject", re.IGNORECASE)
+# A 300 names the field it is about in quotes ("Invalid 'To' address: '...'"); only the
+# reader's own address is theirs to fail. The address itself is quoted too, so only
+# exact field names count ('From' is a field, 'somebody@fromage.example' is not).
+_FIELD = re.compile(
+    r"'(To|Cc|Bcc|From|ReplyTo|Reply-To|Subject|TextBody|HtmlBody|Headers|Metadata|Tag|"
+    r"MessageStream)'"
+)
+_RECIPIENT_FIELDS = {"To", "Cc", "Bcc"}
 # Why Postmark suppresses an address, as the reader's status here.
 SUPPRESSION_STATUS: dict[str, Left] = {
     "ManualSuppression": "unsubscribed",
@@ -174,11 +179,8 @@ class PostmarkTransport(ApiTransport):
             return sent(None)
         if code == INACTIVE_RECIPIENT:
             return failed(f"Postmark {INACTIVE_RECIPIENT}: {message}")
-        if (
-            code == INVALID_REQUEST
-            and _RECIPIENT_FIELD.search(message)
-            and not _OTHER_FIELD.search(message)
-        ):
+        fields = set(_FIELD.findall(message))
+        if code == INVALID_REQUEST and fields and fields <= _RECIPIENT_FIELDS:
             return failed(f"Postmark {code}: {message}")
         return halt(_sentence(code, message))
 
