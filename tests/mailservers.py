@@ -347,6 +347,7 @@ class ProviderServer:
         # Senders with a confirmed Postmark signature or a verified SendGrid identity.
         self.verified: set[str] = {"digest@example.org"}
         self.account_error: tuple[int, str] | None = None  # Postmark: may not send now
+        self.send_limit: int | None = None  # Postmark: 405 once this many were taken
         self.delayed: set[str] = set()  # Postmark: accepted, but delivery may be delayed
         self.postmark_max_bytes = 50 * 1000 * 1000  # the batch payload limit
         self.largest = 0  # the largest request body received, in bytes
@@ -472,6 +473,8 @@ class ProviderServer:
         if self.account_error:
             code, message = self.account_error
             return {"ErrorCode": code, "Message": message}
+        if self.send_limit is not None and len(self.delivered) >= self.send_limit:
+            return {"ErrorCode": 405, "Message": "Not allowed to send: sending limit reached."}
         [(name, address)] = getaddresses([m["To"]])
         if not _valid(address):
             return {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{m['To']}'."}

@@ -439,3 +439,20 @@ def test_sendgrid_403_names_the_sender_identity(
         deliver(ledger, transport("sendgrid", url))
     assert "Mail Send" in str(caught.value) and "sender.address" in str(caught.value)
     assert ledger.counts() == {"pending": 5} and fake.requests["sendgrid"] == 1
+
+
+def test_a_sender_error_mid_batch_records_what_went_out_then_stops(
+    tmp_path: Path, server: tuple[ProviderServer, str]
+) -> None:
+    fake, url = server
+    fake.send_limit = 30  # the account's limit is reached in the second batch
+    ledger = make_ledger(tmp_path / "d.db", 40)
+    policy = DeliveryPolicy(batch_size=25, concurrency=1, retries=3, test_mode=True)
+    with pytest.raises(DigestError, match="405"):
+        deliver(ledger, transport("postmark", url), policy)
+    assert ledger.counts() == {"sent": 30, "pending": 10}
+    assert statuses(ledger) == {"active": 40}
+    # The next run sends only what is still pending.
+    fake.send_limit = None
+    assert deliver(ledger, transport("postmark", url), policy).sent == 10
+    assert fake.counts() == everyone(40)
