@@ -124,8 +124,10 @@ def test_one_refused_address_never_fails_the_batch(
     assert fake.counts() == everyone(40) - Counter(["r0017@example.org"])
     row = ledger.rows()["r0017@example.org"]
     assert row["status"] == "failed" and row["error"]
-    # SendGrid and Mailgun refuse the whole request: halving finds the one address.
-    assert fake.requests[provider] <= 2 + 2 * 5
+    # Postmark refuses that message only; SendGrid refuses the request but names the
+    # reader, so the rest go again at once; Mailgun does not say whose: halving finds it.
+    expected = {"postmark": 2, "sendgrid": 3}.get(provider, 2 + 2 * 5)
+    assert fake.requests[provider] <= expected
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
