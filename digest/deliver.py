@@ -30,7 +30,7 @@ from digest import store
 from digest.errors import DeliveryError
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
-from digest.mail.transport import Mailing, Outcome, Transport, failed, skipped
+from digest.mail.transport import Left, Mailing, Outcome, Transport, failed, skipped
 from digest.models import DeliveryResult, Subscriber
 from digest.settings import DeliverySettings
 
@@ -153,7 +153,7 @@ class _Sender:
         policy: DeliveryPolicy,
         pacer: Pacer,
         tally: _Tally,
-        record: Callable[[list[DeliveryResult]], None],
+        record: Callable[[list[DeliveryResult], dict[int, Left]], None],
         *,
         then: str = "Undelivered messages stay pending; run `digest send` to continue.",
     ) -> None:
@@ -182,13 +182,18 @@ class _Sender:
             # Record after every attempt: what the server accepted must reach the ledger
             # before anything else can go wrong (that is the whole crash window).
             if done:
-                self.record([_row(s, o) for s, o in done])
+                left = {s.id: o.left for s, o in done if o.left}
+                self.record([_row(s, o) for s, o in done], left)
                 self.tally.add(done, deferred=False)
                 final.extend(done)
+            # The sender's or account's fault: what was sent is recorded above, the rest
+            # stays pending untouched (no failure, so no bounce), and the run stops.
+            if halted := next((o for _, o in later if o.halted), None):
+                raise DeliveryError(halted.detail or "The provider refused the sender.")
             if not later:
                 return final
             if attempt > self.policy.retries or self.pacer.stopped:
-                self.record([DeliveryResult(s.id, "pending", error=o.detail) for s, o in later])
+                self.record([DeliveryResult(s.id, "pending", error=o.detail) for s, o in later], {})
                 self.tally.add(later, deferred=True)
                 final.extend(later)
                 if attempt > self.policy.retries and all(o.unavailable for _, o in later):
@@ -310,10 +315,17 @@ def deliver_digest(
     pacer = Pacer(test_mode=policy.test_mode)
     tally = _Tally(skipped, pacer)
 
-    def record(rows: list[DeliveryResult]) -> None:
+    def record(rows: list[DeliveryResult], left: dict[int, Left]) -> None:
         with store.transaction(engine) as conn:
             store.record_deliveries(conn, digest_id, rows)
-            refused = [row.subscriber_id for row in rows if row.status == "failed"]
+            # A reader the provider says unsubscribed or complained takes that status
+            # now; only plain refusals count towards `bounced`.
+            store.mark_left(conn, dict(left))
+            refused = [
+                row.subscriber_id
+                for row in rows
+                if row.status == "failed" and row.subscriber_id not in left
+            ]
             store.mark_bounced(conn, refused, policy.bounce_threshold)
 
     everyone = Mailing(digest_key, template, token_for)
@@ -376,7 +388,7 @@ def send_test(
         policy,
         pacer,
         _Tally(0, pacer),
-        lambda _r: None,
+        lambda _r, _l: None,
         then="Nothing was sent; check the delivery settings.",
     )
     [(_, outcome)] = sender.run([subscriber])

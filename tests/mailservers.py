@@ -332,7 +332,8 @@ class Delivered:
     subject: str
     text: str
     html: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # decoded (RFC 2047), as a mail reader shows them
+    raw_headers: dict[str, str] = field(default_factory=dict)  # as the request carried them
 
 
 class ProviderServer:
@@ -343,12 +344,32 @@ class ProviderServer:
         self.requests: Counter[str] = Counter()
         self.failures: list[tuple[int, dict[str, str]]] = []  # served first, one per request
         self.refuse: set[str] = set()  # addresses the provider refuses
+        # Senders with a confirmed Postmark signature or a verified SendGrid identity.
+        self.verified: set[str] = {"digest@example.org"}
+        self.account_error: tuple[int, str] | None = None  # Postmark: may not send now
+        self.send_limit: int | None = None  # Postmark: 405 once this many were taken
+        self.delayed: set[str] = set()  # Postmark: accepted, but delivery may be delayed
+        self.postmark_max_bytes = 50 * 1000 * 1000  # the batch payload limit
+        self.largest = 0  # the largest request body received, in bytes
+        self.too_large = 0  # requests answered 413
+        self.domains: set[str] = {"mg.example.org"}  # Mailgun's sending domains
+        self.mailgun_variables: list[dict[str, str]] = []  # the v: fields of each request
+        # Postmark: address -> SuppressionReason (ManualSuppression, SpamComplaint ...)
+        self.suppressed: dict[str, str] = {}
         self.lock = threading.Lock()
         self.app = Starlette(
             routes=[
                 Route("/email/batch", self.postmark, methods=["POST"]),
                 Route("/v3/mail/send", self.sendgrid, methods=["POST"]),
                 Route("/v3/{domain}/messages", self.mailgun, methods=["POST"]),
+                Route(
+                    "/message-streams/{stream}/suppressions/dump",
+                    self.postmark_suppressions,
+                    methods=["GET"],
+                ),
+                # Anything else answers 200 with a page, as a web server or an API's root
+                # does: what a wrong api_base_url reaches.
+                Route("/{path:path}", self.elsewhere, methods=["GET", "POST"]),
             ]
         )
 
@@ -367,11 +388,39 @@ class ProviderServer:
             status, headers = self.failures.pop(0)
         return JSONResponse({"message": "scripted failure"}, status_code=status, headers=headers)
 
+    # https://postmarkapp.com/developer/api/suppressions-api (the dump, by address)
+    async def postmark_suppressions(self, request: Request) -> Response:
+        if request.headers.get("x-postmark-server-token") != API_KEY:
+            return JSONResponse({"ErrorCode": 10, "Message": "Bad or missing token"}, 401)
+        with self.lock:
+            self.requests["postmark suppressions"] += 1
+        address = request.query_params.get("EmailAddress", "")
+        entries = [
+            {
+                "EmailAddress": a,
+                "SuppressionReason": reason,
+                "Origin": "Recipient" if reason != "HardBounce" else "Postmark",
+                "CreatedAt": "2026-11-20T10:00:00-05:00",
+            }
+            for a, reason in self.suppressed.items()
+            if not address or a == address
+        ]
+        return JSONResponse({"Suppressions": entries})
+
+    async def elsewhere(self, request: Request) -> Response:
+        with self.lock:
+            self.requests["elsewhere"] += 1
+        return Response("<html><body>Welcome</body></html>", media_type="text/html")
+
     def _deliver(self, *copies: Delivered) -> None:
         with self.lock:
             self.delivered.extend(copies)
 
-    # Postmark: https://postmarkapp.com/developer/api/email-api#send-batch-emails
+    # Postmark: https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails
+    # (up to 500 messages and 50 MB; HTTP 200 with one result per message, each with a
+    # MessageID or an ErrorCode) and https://postmarkapp.com/developer/api/overview#error-codes
+    # (10 token, 300 invalid request, 400/401 sender signature, 405/412/413 account,
+    # 406 inactive recipient, 410 too many batch messages; 422 for the request as a whole).
     async def postmark(self, request: Request) -> Response:
         if request.headers.get("x-postmark-server-token") != API_KEY:
             return JSONResponse({"ErrorCode": 10, "Message": "Bad or missing token"}, 401)
@@ -381,47 +430,82 @@ class ProviderServer:
             return JSONResponse({"ErrorCode": 402, "Message": "Accept and Content-Type"}, 422)
         if failure := self._scripted("postmark"):
             return failure
-        messages = await request.json()
-        if not isinstance(messages, list) or not 1 <= len(messages) <= 500:
-            return JSONResponse({"ErrorCode": 413, "Message": "1 to 500 messages"}, 422)
-        results = []
-        for m in messages:
-            assert set(m) <= {
-                "From",
-                "To",
-                "Subject",
-                "TextBody",
-                "HtmlBody",
-                "Headers",
-                "MessageStream",
-                "Metadata",
-                "ReplyTo",
-                "Tag",
-            }, m.keys()
-            assert m["From"] and m["Subject"] and m["TextBody"] and m["HtmlBody"]
-            assert m["MessageStream"] == "broadcast"
-            assert all(set(h) == {"Name", "Value"} for h in m["Headers"])
-            [(name, address)] = getaddresses([m["To"]])
-            if address in self.refuse:
-                results.append({"ErrorCode": 406, "Message": f"Inactive recipient {address}"})
-                continue
-            self._deliver(
-                Delivered(
-                    "postmark",
-                    address,
-                    _decoded(name),
-                    m["Subject"],
-                    m["TextBody"],
-                    m["HtmlBody"],
-                    {h["Name"]: h["Value"] for h in m["Headers"]} | {"Reply-To": m["ReplyTo"]},
-                )
+        body = await request.body()
+        with self.lock:
+            self.largest = max(self.largest, len(body))
+        if len(body) > self.postmark_max_bytes:
+            with self.lock:
+                self.too_large += 1
+            return Response("Request Entity Too Large", 413)
+        messages = json.loads(body)
+        if not isinstance(messages, list) or not messages:
+            return JSONResponse({"ErrorCode": 402, "Message": "Invalid JSON"}, 422)
+        if len(messages) > 500:
+            message = "Too many batch messages: at most 500 in one batch."
+            return JSONResponse({"ErrorCode": 410, "Message": message}, 422)
+        return JSONResponse([self._postmark_message(m) for m in messages])
+
+    def _postmark_message(self, m: dict[str, Any]) -> dict[str, Any]:
+        """One message's result, as the batch endpoint reports it."""
+        assert set(m) <= {
+            "From",
+            "To",
+            "Subject",
+            "TextBody",
+            "HtmlBody",
+            "Headers",
+            "MessageStream",
+            "Metadata",
+            "ReplyTo",
+            "Tag",
+        }, m.keys()
+        assert m["From"] and m["Subject"] and m["TextBody"] and m["HtmlBody"]
+        assert m["MessageStream"] == "broadcast"
+        assert all(set(h) == {"Name", "Value"} for h in m["Headers"])
+        [(_, sender)] = getaddresses([m["From"]])
+        if not _valid(sender):
+            return {"ErrorCode": 300, "Message": f"Invalid 'From' address: '{m['From']}'."}
+        if "ReplyTo" in m and not _valid(getaddresses([m["ReplyTo"]])[0][1]):
+            return {"ErrorCode": 300, "Message": f"Invalid 'ReplyTo' address: '{m['ReplyTo']}'."}
+        if sender not in self.verified:
+            message = f"The 'From' address ({sender}) has no confirmed Sender Signature."
+            return {"ErrorCode": 400, "Message": message}
+        if self.account_error:
+            code, message = self.account_error
+            return {"ErrorCode": code, "Message": message}
+        if self.send_limit is not None and len(self.delivered) >= self.send_limit:
+            return {"ErrorCode": 405, "Message": "Not allowed to send: sending limit reached."}
+        [(name, address)] = getaddresses([m["To"]])
+        if not _valid(address):
+            return {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{m['To']}'."}
+        if address in self.refuse or address in self.suppressed:
+            message = f"Found inactive addresses: {address}. They bounced or were suppressed."
+            return {"ErrorCode": 406, "Message": message}
+        headers = {h["Name"]: _decoded(h["Value"]) for h in m["Headers"]}
+        if "ReplyTo" in m:
+            headers["Reply-To"] = m["ReplyTo"]
+        self._deliver(
+            Delivered(
+                "postmark",
+                address,
+                _decoded(name),
+                m["Subject"],
+                m["TextBody"],
+                m["HtmlBody"],
+                headers,
+                {h["Name"]: h["Value"] for h in m["Headers"]},
             )
-            results.append(
-                {"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()), "To": m["To"]}
-            )
-        return JSONResponse(results)
+        )
+        if address in self.delayed:
+            # Taken, with a MessageID, but without the usual ErrorCode 0.
+            message = "Message accepted, but delivery may be delayed."
+            return {"Message": message, "MessageID": str(uuid.uuid4()), "To": m["To"]}
+        return {"ErrorCode": 0, "Message": "OK", "MessageID": str(uuid.uuid4()), "To": m["To"]}
 
     # SendGrid: https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send
+    # Errors: https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/errors
+    # (a list of {message, field}; 403 for a From that is not a verified Sender Identity:
+    # https://twilio.com/docs/api/errors/60222).
     async def sendgrid(self, request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
             return JSONResponse({"errors": [{"message": "authorization grant is invalid"}]}, 401)
@@ -429,20 +513,42 @@ class ProviderServer:
             return failure
         body = await request.json()
         people = body["personalizations"]
-        assert 1 <= len(people) <= 1000
+        if not 1 <= len(people) <= 1000:
+            message = "The personalizations field must have 1 to 1000 items."
+            return _sendgrid_error(400, message, "personalizations")
         assert body["from"]["email"] and body["subject"]
+        if not _valid(body["from"]["email"]):
+            return _sendgrid_error(
+                400, "The from email does not contain a valid address.", "from.email"
+            )
+        if "reply_to" in body and not _valid(body["reply_to"]["email"]):
+            message = "The reply_to email does not contain a valid address."
+            return _sendgrid_error(400, message, "reply_to.email")
+        if body["from"]["email"] not in self.verified:
+            message = "The from address does not match a verified Sender Identity."
+            return _sendgrid_error(403, message, "from")
+        for name, value in body.get("headers", {}).items():
+            if not value.isascii():
+                return _sendgrid_error(400, "Header values must be ASCII.", f"headers.{name}")
         kinds = [c["type"] for c in body["content"]]
         assert kinds == ["text/plain", "text/html"], "text/plain must come first"
         reserved = {"to", "from", "subject", "reply-to", "cc", "bcc", "content-type"}
         for i, p in enumerate(people):
             assert len(p["to"]) == 1
+            for name, value in p.get("headers", {}).items():
+                if not value.isascii():
+                    field_name = f"personalizations.{i}.headers.{name}"
+                    return _sendgrid_error(400, "Header values must be ASCII.", field_name)
             assert not reserved & {h.lower() for h in p.get("headers", {})}
             if p["to"][0]["email"] in self.refuse:
                 field_name = f"personalizations.{i}.to.0.email"
                 error = {"message": "Does not contain a valid address.", "field": field_name}
                 return JSONResponse({"errors": [error]}, 400)
         assert not reserved & {h.lower() for h in body.get("headers", {})}
-        reply_to = formataddr((body["reply_to"].get("name", ""), body["reply_to"]["email"]))
+        given = body.get("reply_to")
+        reply_to = (
+            {"Reply-To": formataddr((given.get("name", ""), given["email"]))} if given else {}
+        )
         copies = []
         for p in people:
             subs = p.get("substitutions", {})
@@ -454,6 +560,7 @@ class ProviderServer:
                 return text
 
             to = p["to"][0]
+            raw = {**body.get("headers", {}), **p.get("headers", {})}
             copies.append(
                 Delivered(
                     "sendgrid",
@@ -462,24 +569,34 @@ class ProviderServer:
                     body["subject"],
                     sub(body["content"][0]["value"]),
                     sub(body["content"][1]["value"]),
-                    {**body.get("headers", {}), **p.get("headers", {}), "Reply-To": reply_to},
+                    {k: _decoded(v) for k, v in raw.items()} | reply_to,
+                    raw,
                 )
             )
         self._deliver(*copies)
         return Response(status_code=202, headers={"X-Message-Id": uuid.uuid4().hex})
 
     # Mailgun: https://documentation.mailgun.com/docs/mailgun/api-reference/send/mailgun/messages
+    # (200 with {"id", "message"}; 400 {"message"} naming the bad parameter; 404 for a
+    # domain that is not the account's).
     async def mailgun(self, request: Request) -> Response:
         expected = "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
         if request.headers.get("authorization") != expected:
             return Response("Forbidden", 401)
         if failure := self._scripted("mailgun"):
             return failure
+        domain = request.path_params["domain"]
+        if domain not in self.domains:
+            return JSONResponse({"message": f"Domain not found: {domain}"}, 404)
         assert request.headers["content-type"] == "application/x-www-form-urlencoded"
         fields = parse_qsl((await request.body()).decode(), keep_blank_values=True)
         form = dict(fields)
+        if not _valid(getaddresses([form["from"]])[0][1]):
+            message = "'from' parameter is not a valid address. please check documentation"
+            return JSONResponse({"message": message}, 400)
         to = [v for k, v in fields if k == "to"]
-        assert 1 <= len(to) <= 1000
+        if not 1 <= len(to) <= 1000:
+            return JSONResponse({"message": "'to' parameter: 1 to 1000 recipients"}, 400)
         variables = json.loads(form["recipient-variables"])
         addresses = getaddresses([str(t) for t in to])
         assert {a for _, a in addresses} == set(variables)
@@ -491,6 +608,8 @@ class ProviderServer:
             return re.sub(r"%recipient\.(\w+)%", lambda m: str(values[m.group(1)]), text)
 
         headers = {k[2:]: v for k, v in fields if k.startswith("h:")}
+        # Each reader's copy carries these in X-Mailgun-Variables, for anyone to read.
+        self.mailgun_variables.append({k[2:]: v for k, v in fields if k.startswith("v:")})
         self._deliver(
             *[
                 Delivered(
@@ -500,15 +619,24 @@ class ProviderServer:
                     str(form["subject"]),
                     sub(str(form["text"]), variables[address]),
                     sub(str(form["html"]), variables[address]),
+                    {k: _decoded(sub(v, variables[address])) for k, v in headers.items()},
                     {k: sub(v, variables[address]) for k, v in headers.items()},
                 )
                 for name, address in addresses
             ]
         )
-        domain = request.path_params["domain"]
         return JSONResponse(
             {"id": f"<{uuid.uuid4().hex}@{domain}>", "message": "Queued. Thank you."}
         )
+
+
+def _sendgrid_error(status: int, message: str, field: str | None) -> Response:
+    return JSONResponse({"errors": [{"message": message, "field": field, "help": None}]}, status)
+
+
+def _valid(address: str) -> bool:
+    """An address a provider accepts: one @, and a dot in the domain."""
+    return re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address) is not None
 
 
 def _decoded(name: str) -> str:
@@ -591,10 +719,13 @@ def make_ledger(
     key: str = "daily/2026-11-28",
     names: bool = True,
     engine: Any = None,
+    sender_name: str = "Test Digest",
+    sender_address: str = "digest@example.org",
+    reply_to: str = "Editors <editors@example.org>",
 ) -> Ledger:
     """A ledger with `count` subscribers (r0000@example.org ...) and one digest.
 
-    `db` is a SQLite file or a database URL.
+    `db` is a SQLite file or a database URL; an empty `reply_to` sends none.
     """
     from datetime import UTC, date, datetime
 
@@ -622,14 +753,14 @@ def make_ledger(
     assert digest_id is not None
     template = MessageTemplate(
         RenderedDigest("The digest — Café edition", HTML, TEXT),
-        sender_name="Test Digest",
-        sender_address="digest@example.org",
-        list_id="Test Digest <daily.example.org>",
+        sender_name=sender_name,
+        sender_address=sender_address,
+        list_id=f"{sender_name} <daily.example.org>",
         unsubscribe_url="https://digest.example.org/unsubscribe/{token}",
         unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
         digest_key=key,
         sent_at=datetime(2026, 11, 28, 6, 0, tzinfo=UTC),
-        reply_to="Editors <editors@example.org>",
+        reply_to=reply_to,
     )
     return Ledger(engine, digest_id, key, template)
 

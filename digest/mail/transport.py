@@ -3,7 +3,9 @@
 A transport reports one `Outcome` per subscriber, in order: sent (with an id), failed
 (permanent: the address or message was refused) or retry (temporary: try again later).
 It raises only for what no retry can fix -- a wrong password, a refused sender -- as a
-DigestError, before anything in the batch was handed over.
+DigestError, before anything in the batch was handed over. When part of the batch was
+already taken, it reports `halt` for the rest instead: what was sent gets recorded, then
+the run stops, the halted rows still pending.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from digest.mail.message import Envelope, MessageTemplate
 from digest.models import Subscriber
 
 Status = Literal["sent", "failed", "retry", "skipped"]
+# Where a refused reader really stands when the provider knows better than "bounced":
+# they unsubscribed or complained through the provider, or it keeps them suppressed.
+Left = Literal["unsubscribed", "complained", "bounced"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +33,11 @@ class Outcome:
     # True when the server or API took nothing at all (unreachable, 5xx, 429): if that
     # outlasts every retry, the run stops instead of trying batch after batch.
     unavailable: bool = False
+    # True when the sender, account or request is at fault: the run stops with `detail`
+    # as its sentence and this reader's row stays pending (no bounce is counted).
+    halted: bool = False
+    # For a failure: the reader's status the provider reported, set at once.
+    left: Left | None = None
 
 
 def sent(message_id: str | None) -> Outcome:
@@ -39,8 +49,13 @@ def skipped(reason: str) -> Outcome:
     return Outcome("skipped", reason)
 
 
-def failed(reason: str) -> Outcome:
-    return Outcome("failed", reason)
+def failed(reason: str, left: Left | None = None) -> Outcome:
+    return Outcome("failed", reason, left=left)
+
+
+def halt(sentence: str) -> Outcome:
+    """The sender's or the account's fault, not this reader's: stop the run."""
+    return Outcome("retry", sentence, halted=True)
 
 
 def retry(reason: str, after: float | None = None, *, unavailable: bool = False) -> Outcome:

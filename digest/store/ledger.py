@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from digest.models import Article, DeliveryResult, Quote, StoredDigest, Subscriber, Summary
 from digest.store.articles import _article_from_row
-from digest.store.people import _subscriber_from_row
+from digest.store.people import _subscriber_from_row, record_event
 from digest.store.schema import (
     UTCDateTime,
     articles,
@@ -259,3 +259,18 @@ def digest_articles(conn: Connection, digest_id: int) -> list[tuple[Article, Sum
         )
         for row in conn.execute(query)
     ]
+
+
+def mark_left(conn: Connection, statuses: dict[int, str]) -> None:
+    """Set the status a provider reported for these subscribers (unsubscribed ...).
+
+    Only active subscribers change: someone who left meanwhile keeps their own status.
+    """
+    for subscriber_id, status in statuses.items():
+        changed = conn.execute(
+            subscribers.update()
+            .where(subscribers.c.id == subscriber_id, subscribers.c.status == "active")
+            .values(status=status, status_changed_at=now())
+        )
+        if changed.rowcount:
+            record_event(conn, subscriber_id, status)

@@ -10,6 +10,7 @@ reader's values go where the markers are -- whatever the template does with them
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -46,10 +47,13 @@ class ApiContent:
 
     sender_name: str
     sender_address: str
-    reply_to: str
+    reply_to: str  # decoded, for the providers' own fields
+    reply_to_header: str  # RFC 2047-encoded, as a header value
     subject: str
     text: str
     html: str
+    # Header values as the SMTP path writes them (RFC 2047 for non-ASCII, e.g. a List-Id
+    # with the sender's name), unfolded: SendGrid refuses raw Unicode in a header.
     headers: Mapping[str, str]  # the same for every reader (List-Id, List-Unsubscribe-Post)
     personal_headers: Mapping[str, str]  # with markers (List-Unsubscribe)
 
@@ -61,15 +65,19 @@ class ApiContent:
         sender = message["From"].addresses[0]
         headers: dict[str, str] = {}
         personal: dict[str, str] = {}
-        for name, value in message.items():
+        for name, raw in message.raw_items():
             if name.lower() in _NOT_CARRIED:
                 continue
-            target = personal if TOKEN in str(value) or NAME in str(value) else headers
-            target[name] = str(value)
+            value = _unfolded(raw)
+            target = personal if TOKEN in value or NAME in value else headers
+            target[name] = value
         return cls(
             sender_name=sender.display_name,
             sender_address=sender.addr_spec,
             reply_to=str(message.get("Reply-To", "")),
+            reply_to_header=next(
+                (_unfolded(v) for k, v in message.raw_items() if k.lower() == "reply-to"), ""
+            ),
             subject=str(message["Subject"]),
             text=_part(message, "plain"),
             html=_part(message, "html"),
@@ -116,6 +124,11 @@ def recipient(subscriber: Subscriber) -> str:
         return formataddr((subscriber.name or "", subscriber.email))
     local, _, domain = subscriber.email.rpartition("@")
     return str(Address(display_name=subscriber.name or "", username=local, domain=domain))
+
+
+def _unfolded(raw: str) -> str:
+    """A raw header value on one line: folding (a line break before white space) undone."""
+    return re.sub(r"\r?\n(?=[ \t])", "", raw).strip()
 
 
 def _part(message: EmailMessage, kind: str) -> str:
