@@ -107,3 +107,19 @@ def test_after_a_run_the_preview_shows_the_digest_that_went_out(settings):
     assert f"Nothing new since {report.key}" in page and "Collect now" in page
     email_html = client.get("/preview/email.html").text
     assert "Portvale replaces late-night ferry runs" in email_html
+
+
+def test_every_client_gets_its_rules():
+    html = render_digest(golden_digest(), BRAND).html
+    blocks = [b.text or "" for b in lxml.html.fromstring(html).iter("style")]
+    responsive = [b for b in blocks if "max-width: 599px" in b]
+    dark = [b for b in blocks if b.lstrip().startswith("@media (prefers-color-scheme: dark)")]
+    # A client that rejects one block (an unknown at-rule, say) keeps the other.
+    assert len(responsive) == len(dark) == 1 and responsive != dark
+    rest = "".join(blocks)
+    for rule in ("mso-table-lspace", "mso-line-height-rule", "-webkit-text-size-adjust"):
+        assert rule in rest
+    assert "color-scheme: light dark" in rest
+    for selector in (".intro", ".quote", ".section", ".headline,", ".more-link", ".contents"):
+        assert f"[data-ogsc] {selector}" in rest  # Outlook.com's dark mode
+    assert "[data-ogsb] .container" in rest
