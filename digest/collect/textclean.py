@@ -20,7 +20,8 @@ from enum import Enum
 from digest.models import CleanText
 
 _QUOTE_CLOSERS = "\"'”’»)]"
-_TERMINAL = re.compile(r"[.!?…:;][" + re.escape(_QUOTE_CLOSERS) + r"]*$")
+# CJK text ends its sentences with full-width stops.
+_TERMINAL = re.compile(r"[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*$")
 _BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
 
 # Photo credits at the end of a caption, after the caption's own sentence.
@@ -123,7 +124,31 @@ def _normalize(text: str) -> str:
 
 
 def _split_lines(text: str) -> list[str]:
-    return [line for line in (_normalize(raw) for raw in text.splitlines()) if line]
+    lines: list[str] = []
+    for line in (_normalize(raw) for raw in text.splitlines()):
+        if not line:
+            continue
+        # Text wrapped at a fixed width breaks sentences mid-way; a line that ends without
+        # a stop, followed by one that goes on in lower case, is the same paragraph.
+        if lines and _is_wrapped(lines[-1], line):
+            lines[-1] = f"{lines[-1]} {line}"
+        else:
+            lines.append(line)
+    return lines
+
+
+def _is_wrapped(previous: str, line: str) -> bool:
+    if not line[:1].islower() or _TERMINAL.search(previous) or _BULLET.match(line):
+        return False
+    return len(previous.split()) >= 6 or previous.endswith((",", "-", "–"))
+
+
+def _reads_as_prose(text: str, words: int) -> bool:
+    """A long line of running text that lacks a final stop (a blog's "!!", "~" or emoji)."""
+    if words < 12:
+        return False
+    lower = sum(1 for word in text.split() if word[:1].islower())
+    return lower >= 0.5 * words
 
 
 def is_prose(text: str) -> bool:
@@ -313,3 +338,36 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
         first = next((line.text for line in lines if line.kind is not Kind.CHROME), "")
         title = first if first not in paragraphs else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
+    """Title and body of text a page extractor already cut out of its page.
+
+    The extractor has dropped menus and side columns, so what is left is mostly story: only
+    chrome, captions, bylines and dates inside it are removed, and a breaker ("Related",
+    "Comments") ends it. The best-run search of `clean_text` would drop story sections
+    separated by crossheads, tables or lists.
+    """
+    lines = classify(_split_lines(text), extra_chrome)
+    start = next((i for i, line in enumerate(lines) if line.kind is Kind.PROSE), len(lines))
+    title, subtitle, byline = _read_head(lines, start)
+    paragraphs: list[str] = []
+    seen: set[str] = set()
+    for line in lines[start:]:
+        if line.kind is Kind.BREAKER and paragraphs:
+            break
+        if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
+            paragraphs.append(line.text)
+            seen.add(line.text)
+        elif line.kind is Kind.BYLINE and byline is None:
+            byline = _byline_name(line.text)
+    # A trailing label or crosshead belongs to the chrome after it; a long line is story.
+    while len(paragraphs) > 1 and not _ends_story(paragraphs[-1]):
+        paragraphs.pop()
+    if title is None:
+        title = next((line.text for line in lines[:start] if _is_headline(line)), "Untitled")
+    return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _ends_story(text: str) -> bool:
+    return is_prose(text) or bool(_BULLET.match(text)) or len(text.split()) > 8
