@@ -73,7 +73,7 @@ _BREAKERS = re.compile(
     r"|more\s+(?:stories|news|from\b.*|on\s+this\s+(?:story|topic))|other\s+(?:stories|news)"
     r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
     r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
-    r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editor'?s\s+picks?|latest\s+news"
+    r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editors?['’]?s?\s+picks?|latest\s+news"
     r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
     r"|about\s+us|contact\s+us|privacy\s+policy|terms\s+of\s+(?:service|use)|cookie\s+policy"
     r"|site\s*map|advertise\s+with\s+us)[:.]?$",
@@ -83,7 +83,7 @@ _CHROME = re.compile(
     r"^(?:sign\s+up\b.*|subscribe\b.*|.*\bnewsletters?\b.{0,40}|get\s+the\s+app.*"
     r"|share(?:\s+(?:this|on|via|or|the|your|to)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
     r"|tweet|save|copy\s+link|listen(?:\s+to\s+this\s+(?:article|story)).*"
-    r"|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advertisement\b.*|ad|sponsored.*"
+    r"|click\s+(?:to|here)\b.*|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advert(?:isement)?\b.*|ad|sponsored.*"
     r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
     r"|follow\s+us\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
@@ -91,6 +91,20 @@ _CHROME = re.compile(
     r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
     re.IGNORECASE,
 )
+# Cookie banners and consent boxes, whatever their length.
+_COOKIES = re.compile(
+    r"\bcookies?\b.{0,200}\b(?:website|browser|consent|opt[- ]out|privacy|experience)\b"
+    r"|\b(?:website|browser|consent|privacy)\b.{0,200}\bcookies?\b",
+    re.IGNORECASE,
+)
+# The head of a comment thread: "34 responses to ...", "Permalink 34 Comments".
+_COMMENTS_HEAD = re.compile(
+    r"^(?:\d+\s+(?:responses?|comments?|replies|thoughts)\s+(?:to|on)\b"
+    r"|.*\bcomments?\s+feed\b|permalink\b.*\bcomments?\b|(?:view|show|load)\s+\d*\s*comments?\b)",
+    re.IGNORECASE,
+)
+# A commenter's handle before the date of the comment: "joetoronto says:".
+_COMMENTER = re.compile(r"^\S+(?:\s\S+){0,3}\s+(?:says|said|wrote|commented)\s*:?$")
 _LABEL_ONLY = re.compile(
     r"^(?:read\s+more|see\s+also|also\s+read|related(?:\s+\w+)?|more|watch|listen)\s*[:.]?$",
     re.IGNORECASE,
@@ -167,6 +181,12 @@ def _looks_like_quote_or_attribution(text: str) -> bool:
     return any(ch in text for ch in '"“”') or any(w in lowered for w in _ATTRIBUTION_WORDS)
 
 
+def _is_chrome(text: str, short: bool) -> bool:
+    if _COOKIES.search(text):
+        return True
+    return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
+
+
 def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ()) -> list[Line]:
     """Label each line with what it most likely is."""
     counts = Counter(lines)
@@ -179,9 +199,9 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         kind: Kind
         if any(p.search(text) for p in extra_chrome):
             kind = Kind.CHROME
-        elif short and _BREAKERS.match(text):
+        elif short and (_BREAKERS.match(text) or _COMMENTS_HEAD.match(text)):
             kind = Kind.BREAKER
-        elif (short or text.startswith(("©", "Copyright", "Editor"))) and _CHROME.match(text):
+        elif _is_chrome(text, short):
             kind = Kind.CHROME
         elif _has_credit(text) and not _looks_like_quote_or_attribution(text):
             kind = Kind.CAPTION
@@ -196,6 +216,9 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         else:
             kind = Kind.OTHER
         out.append(Line(text, kind, words))
+    for index in range(len(out) - 1):
+        if _COMMENTER.match(out[index].text) and out[index + 1].kind is Kind.META:
+            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
     # A newsletter box's pitch line belongs to the box.
     for index in range(1, len(out)):
         line, previous = out[index], out[index - 1]
@@ -234,13 +257,19 @@ def _weight(line: Line) -> float:
 
 
 def body_span(lines: Sequence[Line]) -> tuple[int, int]:
-    """The [start, end) run of lines with the largest total weight: the story's body."""
+    """The [start, end) run of lines with the largest total weight: the story's body.
+
+    Each further non-sentence in a row costs more than the one before: a crosshead inside a
+    story is one line, a menu or a list of other stories' headlines is many.
+    """
     best, best_span = 0.0, (0, 0)
     running, start = 0.0, 0
+    in_row = 0
     for index, line in enumerate(lines):
         if running <= 0:
             running, start = 0.0, index
-        running += _weight(line)
+        in_row = in_row + 1 if line.kind is Kind.OTHER else 0
+        running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
         if running > best:
             best, best_span = running, (start, index + 1)
     return best_span
