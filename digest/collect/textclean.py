@@ -348,14 +348,59 @@ def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | Non
     return found[1].text, found[0].text, byline
 
 
+_GAP_LINES = 8  # a box of other stories set inside the body is at most this long
+_RESUMED_WEIGHT = 30.0  # and the story after it goes on for at least this much prose
+
+
+def _prose_run(lines: Sequence[Line], at: int, step: int) -> tuple[int, float]:
+    """From `at`, the end (exclusive, in the direction of `step`) of a run of sentences."""
+    total = 0.0
+    while 0 <= at < len(lines) and lines[at].kind is Kind.PROSE:
+        total += _weight(lines[at])
+        at += step
+    return at, total
+
+
+def _resumed(lines: Sequence[Line], start: int, end: int) -> list[int]:
+    """Lines of the story on the far side of a short box of other stories or a tweet.
+
+    Sites set "More from UK" lists and embedded posts inside the story; the best run then
+    holds only one side of them. A run of sentences just past a few non-sentences, long
+    enough to be story rather than a teaser, is the same story going on.
+    """
+    extra: list[int] = []
+    for step in (1, -1):
+        edge = end if step == 1 else start - 1
+        while True:
+            at, skipped = edge, 0
+            while 0 <= at < len(lines) and lines[at].kind is not Kind.PROSE:
+                if lines[at].kind in (Kind.BYLINE, Kind.META) and step == -1:
+                    skipped = _GAP_LINES  # above a byline or dateline is the page's head
+                at, skipped = at + step, skipped + 1
+                if skipped > _GAP_LINES:
+                    break
+            if skipped > _GAP_LINES or not 0 <= at < len(lines):
+                break
+            stop, total = _prose_run(lines, at, step)
+            if total < _RESUMED_WEIGHT:
+                break
+            extra.extend(range(at, stop, step))
+            edge = stop
+    return sorted(extra)
+
+
 def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
     """Split scraped article text into title, subtitle, byline and body paragraphs."""
     lines = classify(_split_lines(text), extra_chrome)
     start, end = _after_byline(lines, *body_span(lines))
-    title, subtitle, byline = _read_head(lines, start)
+    extra = _resumed(lines, start, end)
+    before = [i for i in extra if i < start]
+    after = [i for i in extra if i >= end]
+    title, subtitle, byline = _read_head(lines, before[0] if before else start)
     paragraphs: list[str] = []
     seen: set[str] = set()
-    for line in lines[start:end]:
+    chosen = [lines[i] for i in before] + list(lines[start:end]) + [lines[i] for i in after]
+    for line in chosen:
         if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
             paragraphs.append(line.text)
             seen.add(line.text)
