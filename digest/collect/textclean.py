@@ -137,6 +137,17 @@ def _normalize(text: str) -> str:
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def _count_words(text: str) -> int:
+    """Words, where Chinese, Japanese and Korean count about two characters a word."""
+    words = len(text.split())
+    if text.isascii():
+        return words
+    return max(words, len(_CJK.findall(text)) // 2)
+
+
 def _split_lines(text: str) -> list[str]:
     lines: list[str] = []
     for line in (_normalize(raw) for raw in text.splitlines()):
@@ -192,7 +203,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
     counts = Counter(lines)
     out: list[Line] = []
     for index, text in enumerate(lines):
-        words = len(text.split())
+        words = _count_words(text)
         short = words <= _SHORT_CHROME_WORDS
         repeated = counts[text] > 1 and words >= 4
         neighbours = [*lines[index - 1 : index], *lines[index + 1 : index + 2]]
