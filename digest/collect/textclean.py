@@ -192,8 +192,16 @@ def _looks_like_quote_or_attribution(text: str) -> bool:
     return any(ch in text for ch in '"“”') or any(w in lowered for w in _ATTRIBUTION_WORDS)
 
 
+# A newsletter box speaks to the reader about their inbox; a story rarely does so briefly.
+_SIGNUP_PITCH = re.compile(
+    r"\b(?:subscrib\w*|newsletters?|sign(?:ed)?\s+up|unsubscribe)\b.*\b(?:e-?mail|inbox|you|your)\b"
+    r"|\b(?:e-?mail|inbox|you|your)\b.*\b(?:subscrib\w*|newsletters?|sign(?:ed)?\s+up)\b",
+    re.IGNORECASE,
+)
+
+
 def _is_chrome(text: str, short: bool) -> bool:
-    if _COOKIES.search(text):
+    if _COOKIES.search(text) or (len(text.split()) <= 25 and _SIGNUP_PITCH.search(text)):
         return True
     return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
 
@@ -237,7 +245,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
             line.kind is Kind.PROSE
             and line.words <= 25
             and previous.kind is Kind.CHROME
-            and _SIGNUP.match(previous.text)
+            and _SIGNUP.search(previous.text)
         ):
             out[index] = Line(line.text, Kind.CHROME, line.words)
     # A bare "Read more" / "Related" label points at the headline on the next line.
