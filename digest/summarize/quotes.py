@@ -35,7 +35,8 @@ _BEFORE_COLON = re.compile(
     r"^(?P<np>.{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
 )
 _SINGLE_MARKS = re.compile("['‘’]")
-_DOUBLE_MARKS = re.compile('["“”]')
+# Some sites close a double quote with two apostrophes.
+_DOUBLE_MARKS = re.compile('’’|["“”]')
 _CLOSERS = {'"': '"', "“": "”", "'": "'", "‘": "’"}
 _END_PUNCT = re.compile(r"[.!?…\-—–]$")
 
@@ -76,11 +77,19 @@ def _is_opening(text: str, i: int, single: bool) -> bool:
     after = text[i + 1] if i + 1 < len(text) else " "
     if single:
         return ch == "'" and not before.isalnum() and not after.isspace()
-    return ch == '"'
+    # Copy often mixes straight and curly marks: a straight one opens where a word follows it.
+    return ch == '"' and (not before.isalnum() or i == 0) and not after.isspace()
 
 
 def _is_closing(text: str, i: int, opener: str) -> bool:
     ch = text[i]
+    if opener in '"“':
+        if ch == "“" or text.startswith("’’", i):
+            return ch != "“"
+        before = text[i - 1] if i else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        # A straight mark with a space before and a word after opens the next quote.
+        return ch == "”" or not (before.isspace() and after.isalnum())
     if ch != _CLOSERS[opener] and not (opener in "'‘" and ch in "'’"):
         return False
     if opener in "'‘":
@@ -101,7 +110,7 @@ def _spans_in(paragraph: str, index: int, single: bool) -> list[_Span]:
             if _is_opening(paragraph, i, single):
                 opener, start = ch, i
         elif _is_closing(paragraph, i, opener):
-            spans.append(_Span(index, start, i + 1, paragraph[start + 1 : i], True))
+            spans.append(_Span(index, start, mark.end(), paragraph[start + 1 : i], True))
             opener = None
     if opener is not None:
         spans.append(_Span(index, start, len(paragraph), paragraph[start + 1 :], False))
