@@ -34,6 +34,21 @@ _ACCORDING = re.compile(r"^according\s+to\s+(?P<np>[^;:!?\"“”]{1,160})", re.
 _BEFORE_COLON = re.compile(
     r"^(?P<np>.{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
 )
+# A quote woven into the reporter's sentence is still the speaker's words when a speech verb
+# introduces it: 'Sasse called his death "a crisis of public trust"', 'said that "…"',
+# 'saying, "…"'. The subject before the verb is the speaker.
+_INTRODUCER = re.compile(
+    r"^(?P<np>[^\"“”]{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would|"
+    r"\w+ly)\s+)?(?:" + SPEECH_VERBS + r"|called|calls|described|describes|saying|telling|"
+    r"warning|claim|cautions|urging)\b[^\"“”]{0,160}$"
+)
+_PARTIAL_WORDS = 5  # shorter woven-in quotes are scare quotes and labels
+# The sentence before a quote that reports speech: 'The tuft cell, Herbert said, is …'.
+_SAID_IN = re.compile(
+    r"(?:^|,\s+)(he|she|[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3})\s+(?:"
+    + SPEECH_VERBS
+    + r")(?=[\s.,])"
+)
 _SINGLE_MARKS = re.compile("['‘’]")
 # Some sites close a double quote with two apostrophes.
 _DOUBLE_MARKS = re.compile('’’|["“”]')
@@ -58,6 +73,7 @@ class Found:
     paragraph: int
     offset: int
     kind: str  # named | described | pronoun | organisation | unknown
+    woven: bool = False  # inside the reporter's sentence: the narrative goes on around it
 
 
 def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
@@ -160,12 +176,34 @@ _OPENING_SUBJECT = re.compile(
 
 
 def _narrative_subject(prefix: str) -> str | None:
-    """The subject of the sentence just before a quote: he, she or a name."""
+    """The subject of the sentence just before a quote: he, she or a name.
+
+    A sentence that reports speech ("…, Dempsey said.") names the speaker of the quote
+    after it; otherwise its opening subject does.
+    """
     sentences = split_sentences(prefix.strip())
     if not sentences or not _END_PUNCT.search(sentences[-1]):
         return None
-    match = _OPENING_SUBJECT.search(sentences[-1])
+    match = _SAID_IN.search(sentences[-1]) or _OPENING_SUBJECT.search(sentences[-1])
     return match.group(1) if match else None
+
+
+def _introduced_by(before: str, text: str) -> str | None:
+    """The subject of the speech verb that introduces a quote inside a sentence, if any."""
+    if len(text.split()) < _PARTIAL_WORDS or _is_title_like(text):
+        return None
+    sentences = split_sentences(before.strip())
+    if not sentences:
+        return None
+    match = _INTRODUCER.match(sentences[-1])
+    return match.group("np").strip(" ,") if match else None
+
+
+def _is_title_like(text: str) -> bool:
+    """'Takin' It To the Streets': a title, its words capitalised, not speech."""
+    words = [w for w in text.split() if w[:1].isalpha()]
+    capitals = sum(1 for w in words if w[:1].isupper())
+    return bool(words) and capitals >= 0.7 * len(words) and not _END_PUNCT.search(text)
 
 
 def _continue_quote(
@@ -221,9 +259,17 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
             suffix = paragraphs[last.paragraph][last.end :] if last.closed else ""
             phrase = None if text.endswith(".") and not single else _phrase_after(suffix)
             phrase = phrase or _phrase_before(paragraph[: span.start])
-            if not _is_standalone(prefix, attributed_before) or not re.search(r"\w", text):
+            if not re.search(r"\w", text):
                 previous_end, attributed_before = span.end, False
                 continue
+            woven = not _is_standalone(prefix, attributed_before)
+            if woven:
+                introducer = _introduced_by(paragraph[: span.start], text)
+                attributed = phrase is not None and len(text.split()) >= _PARTIAL_WORDS
+                if introducer is None and not (attributed and span.closed):
+                    previous_end, attributed_before = span.end, False
+                    continue
+                phrase = phrase or introducer
             if not _is_speech(last, text, suffix, phrase is not None):
                 previous_end = span.end
                 continue
@@ -243,10 +289,11 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                     narrative_from=narrative_from,
                 )
                 paragraph_speaker = (speaker, kind)
-            pending.append(Found(Quote(text, speaker), index, span.start, kind))
+            pending.append(Found(Quote(text, speaker), index, span.start, kind, woven))
             attributed_before = phrase is not None
             previous_end = span.end
-            narrative_from = (last.paragraph, last.end)
+            if not woven:
+                narrative_from = (last.paragraph, last.end)
         for item in pending:
             if item.quote.speaker is None:
                 if paragraph_speaker is not None and paragraph_speaker[0]:
@@ -256,7 +303,7 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                     # A quote paragraph of its own continues the previous speaker.
                     item.quote = Quote(item.quote.text, last_speaker)
                     item.kind = last_kind
-            if item.quote.speaker:
+            if item.quote.speaker and not item.woven:
                 last_speaker, last_kind = item.quote.speaker, item.kind
             found.append(item)
     return found
