@@ -26,7 +26,8 @@ SPEECH_VERBS = (
     r"conceded|concedes|cautioned|claimed|claims|maintained|pointed out|points out|"
     r"concluded|announced|tweeted|posted|joked|laughed|urged|urges|suggested|suggests|"
     r"predicted|agreed|complained|reiterated|confirmed|confirms|vowed|pledged|countered|"
-    r"shouted|whispered|sighed|went on"
+    r"shouted|whispered|sighed|went on|testified|testifies|reported|recounted|asserted|asserts|"
+    r"alleged|alleges|boasted"
 )
 
 # Any capital letter, not only A-Z: "Élodie", "Ørsted", "Ñúñez".
@@ -57,6 +58,7 @@ _NOT_NAME = frozenset(
     Investors Police Students Parents Fans Supporters Critics Experts Researchers Scientists
     Leaders Voters Customers Users Employees Staff Doctors Nurses Teachers Farmers Families
     Hundreds Thousands Millions Dozens Owners Tenants Citizens Lawmakers Prosecutors Lawyers
+    Even Noting Critically Amid Audience
     Opponents Protesters Commuters Passengers Drivers Traders Economists""".split()
 )
 _HONORIFICS = frozenset("Mr Mr. Mrs Mrs. Ms Ms. Miss Mx Mx. Messrs Messrs. Mme Mme.".split())
@@ -172,7 +174,13 @@ _SPEECH_AFTER = re.compile(
     + SPEECH_VERBS
     + r"|described|called|recalled)\b"
 )
-_SPEECH_BEFORE = re.compile(r"\b(?:" + SPEECH_VERBS + r")\s+$")
+# Inverted attributions ("said Cho"); verbs that take an object ("urged Mr. Trump") are left
+# out, since the name after them is not the one speaking.
+_SPEECH_BEFORE = re.compile(
+    r"\b(?:said|says|added|adds|noted|notes|explained|explains|wrote|writes|continued|recalled|"
+    r"recalls|stated|argued|argues|insisted|remarked|observed|commented|conceded|concluded|"
+    r"tweeted|replied|responded|countered|joked|laughed|sighed|testified)\s+$"
+)
 
 
 def _without_place(name: str) -> str:
@@ -631,8 +639,12 @@ def resolve_speaker(
             lowered, paragraph, offset, last_speaker=last_speaker, narrative_from=narrative_from
         )
         return (person, "pronoun") if person else (None, "unknown")
+    inner = _person_inside(choice, mentions, paragraph, offset)
     if first in {"a", "an"}:
         return _describe(choice), "described"
+    if inner and (not choice[:1].isupper() or first in _DETERMINERS):
+        # "planetary geologist Rosaly Lopes", "the 14th-ranked Schwartzman": the name wins.
+        return inner, "named"
     if first in _DETERMINERS or first.endswith(_POSSESSIVE):
         role = _DESCRIPTION_END.sub("", choice).strip()
         resolved = mentions.resolve_role(role, paragraph, offset)
@@ -646,7 +658,40 @@ def resolve_speaker(
     name = _NAME_END.sub("", choice).strip(" .")
     if not name[:1].isupper():
         return None, "unknown"
+    run = _CAPITAL_RUN.match(choice)
+    rest = choice[run.end() :].strip() if run else ""
+    if run and (not rest or rest[:1].islower()):
+        if inner and rest:
+            return inner, "named"  # "Taliban spokesman Zabihullah Mujahid"
+        whole = _clean_run(run.group(0))
+        # "Secretary of State Mike Pompeo" keeps its title; "Thomas allegedly" drops the rest.
+        name = whole if " of " in whole and mentions.is_person(whole) else _NAME_END.sub("", whole)
+    name = name.strip(" .")
+    if not name:
+        return None, "unknown"
     return mentions.fullest(name, paragraph, offset), "named"
+
+
+def _person_inside(choice: str, mentions: Mentions, paragraph: int, offset: int) -> str | None:
+    """A person's name after a short description, resolved to its fullest mention.
+
+    "JPL scientist Michael Malaska", "the 14th-ranked Schwartzman": only a few lower-case
+    words (and one leading capitalised run) may stand before the name.
+    """
+    for match in _CAPITAL_RUN.finditer(choice):
+        if match.start() == 0:
+            continue
+        before = choice[: match.start()]
+        lead = _CAPITAL_RUN.match(before)
+        between = before[lead.end() :] if lead else before
+        if not re.fullmatch(r"\s*(?:[a-z0-9][\w'’&-]*\s+){1,4}", between):
+            return None
+        name = _clean_run(_NAME_END.sub("", match.group(0)))
+        if mentions.is_person(name) or (
+            len(name.split()) == 1 and mentions.is_person(mentions.fullest(name, paragraph, offset))
+        ):
+            return mentions.fullest(name, paragraph, offset)
+    return None
 
 
 def _is_name_chunk(chunk: str) -> bool:
