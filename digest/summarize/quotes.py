@@ -196,7 +196,28 @@ def _introduced_by(before: str, text: str) -> str | None:
     if not sentences:
         return None
     match = _INTRODUCER.match(sentences[-1])
-    return match.group("np").strip(" ,") if match else None
+    return _clause_subject(match.group("np").strip(" ,")) if match else None
+
+
+_TAIL_SUBJECT = re.compile(
+    r"(?:^|\s)(?P<s>he|she|they|it|we|I|(?:[A-Z][\w'’.-]*\s+){0,3}[A-Z][\w'’.-]*)(?:\s+to)?$"
+)
+
+
+def _clause_subject(phrase: str) -> str:
+    """The subject right before the verb: 'Amid …, abandoning likes allowed Mosseri to' ->
+    'Mosseri'. An appositive ('…, the president of X') or a tag ('R-Neb.') is left to the
+    speaker resolver, which looks at every part."""
+    last = phrase.rsplit(",", 1)[-1].strip()
+    first = last.split()[0].lower() if last else ""
+    if (
+        not last
+        or first in {"the", "a", "an", "his", "her", "its", "their"}
+        or re.search(r"\d|^[A-Z]-[A-Z]", last)
+    ):
+        return phrase
+    match = _TAIL_SUBJECT.search(last)
+    return match.group("s") if match else phrase
 
 
 def _is_title_like(text: str) -> bool:

@@ -656,6 +656,8 @@ def resolve_speaker(
             return people[0], "named"
         return role[0].lower() + role[1:], "described"
     name = _NAME_END.sub("", choice).strip(" .")
+    if name in _NOT_NAME and name.endswith("s") and name.lower() not in _PRONOUNS:
+        return name.lower(), "described"  # "Prosecutors alleged …", "Critics say …"
     if not name[:1].isupper():
         return None, "unknown"
     run = _CAPITAL_RUN.match(choice)
