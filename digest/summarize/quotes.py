@@ -38,10 +38,12 @@ _BEFORE_COLON = re.compile(
 # introduces it: 'Sasse called his death "a crisis of public trust"', 'said that "…"',
 # 'saying, "…"'. The subject before the verb is the speaker.
 _INTRODUCER = re.compile(
-    r"^(?P<np>[^\"“”]{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would|"
+    r"^(?P<np>[^\"“”]{1,160})(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would|"
     r"\w+ly)\s+)?(?:" + SPEECH_VERBS + r"|called|calls|described|describes|saying|telling|"
-    r"warning|claim|cautions|urging)\b[^\"“”]{0,160}$"
+    r"warning|claim|cautions|urging)\b(?P<rest>[^\"“”]{0,160})$"
 )
+# After a participle ("…, saying") the subject is the one the sentence opens with.
+_PARTICIPLE = re.compile(r",\s+(?:saying|telling|warning|urging|adding)\b[^\"“”]*$")
 _PARTIAL_WORDS = 5  # shorter woven-in quotes are scare quotes and labels
 # The sentence before a quote that reports speech: 'The tuft cell, Herbert said, is …'.
 _SAID_IN = re.compile(
@@ -195,7 +197,15 @@ def _introduced_by(before: str, text: str) -> str | None:
     sentences = split_sentences(before.strip())
     if not sentences:
         return None
-    match = _INTRODUCER.match(sentences[-1])
+    sentence = sentences[-1]
+    participle = _PARTICIPLE.search(sentence)
+    if participle:
+        sentence = sentence[: participle.start()] + " said"
+    # The last speech verb before the quote is the one that introduces it.
+    match = _INTRODUCER.match(sentence) if not participle else None
+    if participle:
+        opening = re.match(r"^(?P<np>[^,\"“”]{1,80}?)\s+[a-z]+ed\b", sentence)
+        return opening.group("np") if opening else sentence[: participle.start()]
     return _clause_subject(match.group("np").strip(" ,")) if match else None
 
 

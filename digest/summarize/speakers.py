@@ -427,6 +427,7 @@ class Mentions:
                         people.append(person)
                         break
                 known = self._known_before(index, offset)
+                spoke: set[str] = set()
                 for match in _CAPITAL_RUN.finditer(sentence):
                     name = _clean_run(match.group(0))
                     if not self.is_person(name):
@@ -438,12 +439,27 @@ class Mentions:
                         "“"
                     ) > sentence[: match.start()].count("”"):
                         continue  # a name inside quotation marks is not narrative
-                    speaking = _SPEECH_AFTER.match(tail) or _SPEECH_BEFORE.search(head)
+                    speaking = _SPEECH_AFTER.match(tail) or (
+                        _SPEECH_BEFORE.search(head) and not match.group(0).endswith(_POSSESSIVE)
+                    )
                     introduced = not ({name, full} & known) and _PERSON_CUE.match(tail)
-                    if full not in people and (speaking or introduced):
+                    if speaking:
+                        spoke.add(full)
+                    if full in people or not (speaking or introduced):
+                        continue
+                    opening = people[0] if people else None
+                    if speaking and opening and opening not in spoke and not self._spoke(opening):
+                        # The subject of a speech verb wins over the sentence's opening name.
+                        people.insert(0, full)
+                    else:
                         people.append(full)
                 sentences.append(people)
         return sentences
+
+    def _spoke(self, name: str) -> bool:
+        """Whether the text has `name` (or its surname) next to a speech verb anywhere."""
+        last = re.escape(name.split()[-1])
+        return bool(re.search(rf"\b{last}\s+(?:{SPEECH_VERBS})\b", self.text))
 
     def _opening_person(self, head: str, paragraph: int, offset: int) -> str | None:
         role = _ROLE_OPENING.match(head)
@@ -624,6 +640,8 @@ def resolve_speaker(
     chunks = _chunks(phrase)
     if not chunks:
         return None, "unknown"
+    if len(chunks) > 1 and chunks[-1].lower() in _PRONOUNS:
+        chunks = chunks[-1:]  # "… working in federal prisons, she said": she is the subject
     if len(chunks) > 1 and chunks[-1].lower() in {"which", "who"}:
         # "... referred questions to the Law Department, which said:" -> the department
         runs = [m.group(0) for m in _CAPITAL_RUN.finditer(chunks[-2])]
