@@ -19,7 +19,8 @@ from digest.models import Quote
 from digest.summarize.sentences import split_sentences
 from digest.summarize.speakers import SPEECH_VERBS, Mentions, resolve_speaker
 
-_VERB = r"(?:" + SPEECH_VERBS + r")"
+# After a quote, "described" and "comments" attribute it too ("…," the patient described).
+_VERB = r"(?:" + SPEECH_VERBS + r"|described|comments)"
 _LEAD_IN = re.compile(r"^[\s,;—–-]*")
 # "…," said Cho Tae-yul, the minister.   /   "…," says the club's captain.
 _VERB_FIRST = re.compile(r"^" + _VERB + r"\s+(?P<np>[^;:!?\"“”]{1,160})", re.IGNORECASE)
@@ -40,7 +41,8 @@ _BEFORE_COLON = re.compile(
 _INTRODUCER = re.compile(
     r"^(?P<np>[^\"“”]{1,160})(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would|"
     r"\w+ly)\s+)?(?:" + SPEECH_VERBS + r"|called|calls|described|describes|saying|telling|"
-    r"warning|claim|cautions|urging)\b(?P<rest>[^\"“”]{0,160})$"
+    r"warning|claim|cautions|urging|boasting|related|comments|according to)\b"
+    r"(?P<rest>[^\"“”]{0,160})$"
 )
 # After a participle ("…, saying") the subject is the one the sentence opens with.
 _PARTICIPLE = re.compile(r",\s+(?:saying|telling|warning|urging|adding)\b[^\"“”]*$")
@@ -82,7 +84,10 @@ def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
     text = "\n".join(paragraphs)
     doubles = sum(text.count(ch) for ch in '"“”')
     singles = len(re.findall(r"(?:^|(?<=[\s(—–:]))['‘](?=[A-Z0-9])", text, re.MULTILINE))
-    return singles >= 2 and singles > doubles
+    # Double-quote house styles still put single marks round names and scare words; a
+    # double-quoted paragraph opening is speech, so it settles the style.
+    opens_double = re.search(r"^[\"“]", text, re.MULTILINE) is not None
+    return singles >= 2 and singles > doubles and not opens_double
 
 
 def _is_opening(text: str, i: int, single: bool) -> bool:
@@ -143,7 +148,7 @@ def _is_standalone(prefix: str, after_attribution: bool) -> bool:
     before = prefix.rstrip()
     if not before:
         return True
-    if before.endswith(":") or re.search(r"[.!?…][\"'”’)]*$", before):
+    if before.endswith((":", "(")) or re.search(r"[.!?…][\"'”’)]*$", before):
         return True
     return after_attribution and before.endswith(",")
 
@@ -198,6 +203,22 @@ def _introduced_by(before: str, text: str) -> str | None:
     if not sentences:
         return None
     sentence = sentences[-1]
+    # An earlier quote in the sentence ('… as "exciting," but cautions that "…"'): the
+    # clause after it introduces this one; its subject is the sentence's.
+    earlier = max(sentence.rfind(mark) for mark in '"“”')
+    if earlier >= 0:
+        clause = sentence[earlier + 1 :]
+        introduced = _INTRODUCER.match(clause)
+        # Only a verb right before the quote ("but cautions that") counts after another quote.
+        if introduced is None or not re.fullmatch(
+            r"\s*(?:that)?\s*,?\s*", introduced.group("rest")
+        ):
+            return None
+        subject = _clause_subject(introduced.group("np").strip(" ,"))
+        if subject.lower() in {"", "but", "and", "or", "then"}:
+            opening = re.match(r"^(?P<np>[^,\"“”]{1,80}?)\s+[a-z]+(?:ed|es|s)\b", sentence)
+            return opening.group("np") if opening else subject
+        return subject
     participle = _PARTICIPLE.search(sentence)
     if participle:
         sentence = sentence[: participle.start()] + " said"
@@ -230,9 +251,12 @@ def _clause_subject(phrase: str) -> str:
     return match.group("s") if match else phrase
 
 
+_MINOR_WORDS = frozenset("a an and as at by for from in into of on or the to with".split())
+
+
 def _is_title_like(text: str) -> bool:
     """'Takin' It To the Streets': a title, its words capitalised, not speech."""
-    words = [w for w in text.split() if w[:1].isalpha()]
+    words = [w for w in text.split() if w[:1].isalpha() and w.lower() not in _MINOR_WORDS]
     capitals = sum(1 for w in words if w[:1].isupper())
     return bool(words) and capitals >= 0.7 * len(words) and not _END_PUNCT.search(text)
 
