@@ -148,3 +148,21 @@ def test_scare_quotes_and_titles_are_not_quotes():
     )
     quotes = all_quotes(Article(title="t", paragraphs=paragraphs, source="s"))
     assert [(q.text, q.speaker) for q in quotes] == [("We earned this", "Coach Rita Vance")]
+
+
+def test_a_single_short_opening_sentence_takes_the_next_paragraph():
+    paragraphs = [
+        "The harbor ferry is running again after a two-week halt.",
+        "Repairs to the hull finished on Friday, the operator said, and the first crossing "
+        "left at dawn on Saturday with forty passengers aboard.",
+    ]
+    assert pick_lead(paragraphs, budget=60) == " ".join(paragraphs)
+
+
+def test_one_block_without_title_or_breaks_still_gets_a_lead():
+    sentence = "The council voted on Monday to keep the old library open for another year"
+    block = f"{sentence}, after a petition signed by 4,000 residents. " * 4 + "See more photos:"
+    clean = clean_text(block)
+    assert clean.title == "Untitled"
+    lead = summarize(Article(title=clean.title, paragraphs=clean.paragraphs, source="t")).lead
+    assert lead.startswith(sentence) and len(lead.split()) <= 60

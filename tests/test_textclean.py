@@ -78,3 +78,9 @@ def test_extra_chrome_patterns_from_settings_are_honoured():
 def test_empty_and_chrome_only_text_gives_no_paragraphs():
     assert clean_text("").paragraphs == ()
     assert clean_text("Home\n\nNews\n\nSign up for our newsletter\n\nMost Read").paragraphs == ()
+
+
+def test_a_line_of_more_than_25_words_is_never_the_title():
+    long_line = " ".join(["word"] * 26)
+    clean = clean_text(f"{long_line}\n\nThe story begins here, and it goes on for a while.")
+    assert clean.title != long_line

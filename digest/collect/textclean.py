@@ -111,6 +111,7 @@ _LABEL_ONLY = re.compile(
 )
 _SIGNUP = re.compile(r"^(?:sign\s+up|subscribe|get\s+our|join)\b|newsletter", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|›»>/·•]|\s-\s")
+_TITLE_WORDS = 25  # no headline runs longer
 _SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
 _ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
 
@@ -315,7 +316,7 @@ def _after_byline(lines: Sequence[Line], start: int, end: int) -> tuple[int, int
 def _is_headline(line: Line) -> bool:
     return (
         line.kind is Kind.OTHER
-        and 2 <= line.words <= 30
+        and 2 <= line.words <= _TITLE_WORDS
         and not _SEPARATORS.search(line.text)
         and any(ch.isalpha() for ch in line.text)
     )
@@ -427,9 +428,14 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
             byline = _byline_name(line.text)
     while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
         paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
+    if not paragraphs:
+        # No sentence-shaped run at all: a story pasted as one block that ends without a
+        # stop. Its long lines are the story; none of them is a headline.
+        paragraphs = [line.text for line in lines if line.words > _TITLE_WORDS]
     if title is None:
         first = next((line.text for line in lines if line.kind is not Kind.CHROME), "")
-        title = first if first not in paragraphs else "Untitled"
+        long_line = len(first.split()) > _TITLE_WORDS
+        title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
 
 
@@ -442,7 +448,10 @@ def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> 
     separated by crossheads, tables or lists.
     """
     lines = classify(_split_lines(text), extra_chrome)
-    start = next((i for i, line in enumerate(lines) if line.kind is Kind.PROSE), len(lines))
+    start = next(
+        (i for i, line in enumerate(lines) if line.kind is Kind.PROSE or _is_running(line)),
+        len(lines),
+    )
     title, subtitle, byline = _read_head(lines, start)
     paragraphs: list[str] = []
     seen: set[str] = set()
@@ -460,6 +469,11 @@ def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> 
     if title is None:
         title = next((line.text for line in lines[:start] if _is_headline(line)), "Untitled")
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _is_running(line: Line) -> bool:
+    """A line too long for a headline: running text, even without a final stop."""
+    return line.kind is Kind.OTHER and line.words > _TITLE_WORDS
 
 
 def _ends_story(text: str) -> bool:
