@@ -168,9 +168,17 @@ def _phrase_after(suffix: str) -> str | None:
     return None
 
 
+_TAIL_CHARS = 400  # the last sentence before a quote lies within this many characters
+
+
+def _tail(text: str) -> str:
+    """The end of a paragraph's text before a quote: splitting all of it is wasted work."""
+    return text[-_TAIL_CHARS:].strip()
+
+
 def _phrase_before(prefix: str) -> str | None:
     """The attribution before a colon: 'Cho said in a statement: "' -> 'Cho'."""
-    sentences = split_sentences(prefix.strip())
+    sentences = split_sentences(_tail(prefix))
     if not sentences:
         return None
     match = _BEFORE_COLON.match(sentences[-1])
@@ -188,7 +196,7 @@ def _narrative_subject(prefix: str) -> str | None:
     A sentence that reports speech ("…, Dempsey said.") names the speaker of the quote
     after it; otherwise its opening subject does.
     """
-    sentences = split_sentences(prefix.strip())
+    sentences = split_sentences(_tail(prefix))
     if not sentences or not _END_PUNCT.search(sentences[-1]):
         return None
     match = _SAID_IN.search(sentences[-1]) or _OPENING_SUBJECT.search(sentences[-1])
@@ -199,7 +207,7 @@ def _introduced_by(before: str, text: str) -> str | None:
     """The subject of the speech verb that introduces a quote inside a sentence, if any."""
     if len(text.split()) < _PARTIAL_WORDS or _is_title_like(text):
         return None
-    sentences = split_sentences(before.strip())
+    sentences = split_sentences(_tail(before))
     if not sentences:
         return None
     sentence = sentences[-1]
