@@ -21,7 +21,11 @@ from digest.models import CleanText
 
 _QUOTE_CLOSERS = "\"'”’»)]"
 # CJK text ends its sentences with full-width stops.
-_TERMINAL = re.compile(r"[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*$")
+# Blogs end sentences with "~" or an emoji too.
+_TERMINAL = re.compile(
+    r"(?:[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
+    r"|[~\u2600-\u27bf\U0001f300-\U0001faff]+)$"
+)
 _BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
 
 # Photo credits at the end of a caption, after the caption's own sentence.
