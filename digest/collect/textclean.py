@@ -432,6 +432,7 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
             byline = _byline_name(line.text)
     while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
         paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
+    paragraphs = _without_copies(paragraphs)
     if not paragraphs:
         # No sentence-shaped run at all: a story pasted as one block that ends without a
         # stop. Its long lines are the story; none of them is a headline.
@@ -441,6 +442,25 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
         long_line = len(first.split()) > _TITLE_WORDS
         title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _without_copies(paragraphs: list[str]) -> list[str]:
+    """Drop a page's second copy of its story: a teaser cut off with "..." that opens another
+    paragraph, or one line that strings two other paragraphs together (a page's metadata)."""
+    kept: list[str] = []
+    for index, text in enumerate(paragraphs):
+        others = paragraphs[:index] + paragraphs[index + 1 :]
+        stem = text.rstrip(".…").rstrip()
+        if (
+            text.endswith(("...", "…"))
+            and len(stem) > 20
+            and any(o.startswith(stem) and o != text for o in others)
+        ):
+            continue
+        if sum(1 for o in others if len(o) > 40 and o in text) >= 2:
+            continue
+        kept.append(text)
+    return kept
 
 
 def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
