@@ -137,9 +137,13 @@ class Line:
     words: int
 
 
+# A drop cap flattened apart from its word: "T he Davis Cup began ..." ("A" and "I" are words).
+_DROP_CAP = re.compile(r"^([B-HJ-Z]) (?=[a-z]{1,12}\b)")
+
+
 def _normalize(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\u00a0", " ").replace("\u200b", "")
-    return re.sub(r"[ \t]+", " ", text).strip()
+    return _DROP_CAP.sub(r"\1", re.sub(r"[ \t]+", " ", text).strip())
 
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
