@@ -187,7 +187,7 @@ def _reads_as_prose(text: str, words: int) -> bool:
 
 def is_prose(text: str) -> bool:
     """A sentence-like line: ends with sentence punctuation (or a closing quote)."""
-    return bool(_TERMINAL.search(text)) and len(text.split()) >= 2
+    return bool(_TERMINAL.search(text)) and _count_words(text) >= 2
 
 
 def _has_credit(text: str) -> bool:
