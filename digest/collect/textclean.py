@@ -476,9 +476,15 @@ def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> 
     separated by crossheads, tables or lists.
     """
     lines = classify(_split_lines(text), extra_chrome)
-    start = next(
+    prose = next(
         (i for i, line in enumerate(lines) if line.kind is Kind.PROSE or _is_running(line)),
         len(lines),
+    )
+    # Above the first sentence: the headline (line 0), then perhaps a dateline or a kicker
+    # the extractor kept as story.
+    start = next(
+        (i for i in range(1, prose) if lines[i].kind is Kind.OTHER and lines[i].words >= 2),
+        prose,
     )
     title, subtitle, byline = _read_head(lines, start)
     paragraphs: list[str] = []
