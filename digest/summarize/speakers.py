@@ -176,6 +176,7 @@ _SPEECH_AFTER = re.compile(
 )
 # Inverted attributions ("said Cho"); verbs that take an object ("urged Mr. Trump") are left
 # out, since the name after them is not the one speaking.
+_DIRECT_SPEECH = re.compile(r"^\s+(?:also\s+)?(?:" + SPEECH_VERBS + r")\b")
 _SPEECH_BEFORE = re.compile(
     r"\b(?:said|says|added|adds|noted|notes|explained|explains|wrote|writes|continued|recalled|"
     r"recalls|stated|argued|argues|insisted|remarked|observed|commented|conceded|concluded|"
@@ -237,6 +238,12 @@ _STRONG_ORG_WORDS = frozenset(
 )
 
 
+def _inside_quotes(paragraph: str, at: int) -> bool:
+    """Whether position `at` of a paragraph lies between double quotation marks."""
+    before = paragraph[:at]
+    return before.count('"') % 2 == 1 or before.count("“") > before.count("”")
+
+
 def _is_org(name: str) -> bool:
     if not name:
         return True
@@ -256,6 +263,9 @@ class Mentions:
             position += len(paragraph) + 1
         self.text = "\n".join(paragraphs)
         self.mentions: list[Mention] = []
+        # Names written inside quotation marks (a title, a name in someone's speech) are
+        # kept, but only as a last resort when resolving a speaker.
+        self.quoted: set[tuple[int, int]] = set()
         # Each paragraph's sentences with their offsets, split once.
         self.sentences: list[list[tuple[int, str]]] = []
         for index, paragraph in enumerate(paragraphs):
@@ -267,11 +277,14 @@ class Mentions:
                 placed.append((base, sentence))
                 for match in _CAPITAL_RUN.finditer(sentence):
                     run = match.group(0)
+                    inside = _inside_quotes(paragraph, base + match.start())
                     for part in _parts(run):
                         name = _clean_run(part)
                         if name:
                             at = base + match.start() + run.find(name.split()[0])
                             self.mentions.append(Mention.of(index, at, name))
+                            if inside:
+                                self.quoted.add((index, at))
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
         self._keys = [(m.paragraph, m.offset) for m in self.mentions]
@@ -354,6 +367,8 @@ class Mentions:
                 people.append(mention)
             elif _is_org(mention.name):
                 groups.append(mention)
+        outside = [m for m in people if (m.paragraph, m.offset) not in self.quoted]
+        people = outside or people
         if people:
             key = tuple(tokens)
             bound_to = self._bindings.get(key)
@@ -448,7 +463,8 @@ class Mentions:
                     if full in people or not (speaking or introduced):
                         continue
                     opening = people[0] if people else None
-                    if speaking and opening and opening not in spoke and not self._spoke(opening):
+                    direct = _DIRECT_SPEECH.match(tail) is not None
+                    if direct and opening and opening not in spoke and not self._spoke(opening):
                         # The subject of a speech verb wins over the sentence's opening name.
                         people.insert(0, full)
                     else:
