@@ -238,10 +238,16 @@ _STRONG_ORG_WORDS = frozenset(
 )
 
 
+_DOUBLE_MARK = re.compile('["“”]')
+
+
 def _inside_quotes(paragraph: str, at: int) -> bool:
     """Whether position `at` of a paragraph lies between double quotation marks."""
-    before = paragraph[:at]
-    return before.count('"') % 2 == 1 or before.count("“") > before.count("”")
+    inside = False
+    for mark in _DOUBLE_MARK.findall(paragraph, 0, at):
+        # Copy mixes straight and curly marks: a straight one closes whatever is open.
+        inside = mark == "“" or (mark == '"' and not inside)
+    return inside
 
 
 def _is_org(name: str) -> bool:
