@@ -332,7 +332,7 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                 if introducer is None and not (attributed and span.closed):
                     previous_end, attributed_before = span.end, False
                     continue
-                phrase = phrase or introducer
+                phrase = introducer or phrase  # the verb before it beats a clause after
             if not _is_speech(last, text, suffix, phrase is not None):
                 previous_end = span.end
                 continue
