@@ -46,6 +46,7 @@ _INTRODUCER = re.compile(
 )
 # After a participle ("…, saying") the subject is the one the sentence opens with.
 _PARTICIPLE = re.compile(r",\s+(?:saying|telling|warning|urging|adding)\b[^\"“”]*$")
+_ACCORDING_OPENING = re.compile(r"^According to (?P<np>[^,\"“”]{2,80}),")
 _PARTIAL_WORDS = 5  # shorter woven-in quotes are scare quotes and labels
 # The sentence before a quote that reports speech: 'The tuft cell, Herbert said, is …'.
 _SAID_IN = re.compile(
@@ -80,6 +81,10 @@ class Found:
     woven: bool = False  # inside the reporter's sentence: the narrative goes on around it
 
 
+# A double-quoted span of four words or more: speech, where single marks hold names.
+_LONG_DOUBLE = re.compile(r"[\"“](?:[^\"“”\s]+\s+){3,}[^\"“”]*[\"”]")
+
+
 def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
     text = "\n".join(paragraphs)
     doubles = sum(text.count(ch) for ch in '"“”')
@@ -87,7 +92,8 @@ def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
     # Double-quote house styles still put single marks round names and scare words; a
     # double-quoted paragraph opening is speech, so it settles the style.
     opens_double = re.search(r"^[\"“]", text, re.MULTILINE) is not None
-    return singles >= 2 and singles > doubles and not opens_double
+    long_doubles = len(_LONG_DOUBLE.findall(text))
+    return singles >= 2 and singles > doubles and not opens_double and long_doubles < 2
 
 
 def _is_opening(text: str, i: int, single: bool) -> bool:
@@ -231,6 +237,9 @@ def _introduced_by(before: str, text: str) -> str | None:
     if participle:
         sentence = sentence[: participle.start()] + " said"
     # The last speech verb before the quote is the one that introduces it.
+    according = _ACCORDING_OPENING.match(sentence)
+    if according:
+        return according.group("np")  # "According to the man, the steroids "…""
     match = _INTRODUCER.match(sentence) if not participle else None
     if participle:
         opening = re.match(r"^(?P<np>[^,\"“”]{1,80}?)\s+[a-z]+ed\b", sentence)
