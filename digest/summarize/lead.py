@@ -72,7 +72,10 @@ def pick_lead(paragraphs: Sequence[str], budget: int = 60) -> str:
     # A single short sentence opens many stories without carrying them: the next paragraph
     # goes with it, as far as the budget allows.
     single = len(sentences) == 1 and _words(first) < SHORT_SENTENCE_WORDS
-    is_hook = single or _words(first) < TEASER_WORDS or first.rstrip("\"'”’").endswith("?")
+    # A quote paragraph after a full one-sentence opening stays a quote, shown as one.
+    quoted = len(story) > 1 and story[1][:1] in "\"“‘'"
+    teaser = _words(first) < TEASER_WORDS or first.rstrip("\"'”’").endswith("?")
+    is_hook = teaser or (single and not quoted)
     if is_hook and len(story) > 1:
         more = _fit(split_sentences(story[1]), budget, _words(first))
         if more:
