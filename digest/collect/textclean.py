@@ -90,10 +90,14 @@ _CHROME = re.compile(
     r"|click\s+(?:to|here)\b.*|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advert(?:isement)?\b.*|ad|sponsored.*"
     r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
-    r"|follow\s+us\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
+    r"|follow\s+(?:us|\w+(?:\s+\w+)?\s+on)\b.*|listen\s+to\s+\w+(?:\s+\w+)?\s+live\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
     r"|our\s+standards\b.*|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
     r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
     re.IGNORECASE,
+)
+# Photo labels that some sites print as text: "Image copyright Getty Images", "Image caption …".
+_IMAGE_LABEL = re.compile(
+    r"^(?:image|photo|picture|media)\s+(?:copyright|caption|credit|source)\b", re.IGNORECASE
 )
 # Cookie banners and consent boxes, whatever their length.
 _COOKIES = re.compile(
@@ -231,7 +235,9 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
             kind = Kind.BREAKER
         elif _is_chrome(text, short):
             kind = Kind.CHROME
-        elif _has_credit(text) and not _looks_like_quote_or_attribution(text):
+        elif _IMAGE_LABEL.match(text) or (
+            _has_credit(text) and not _looks_like_quote_or_attribution(text)
+        ):
             kind = Kind.CAPTION
         elif repeated and text in neighbours and not _BULLET.match(text):
             kind = Kind.CAPTION  # photo captions are printed twice in a row
