@@ -78,7 +78,7 @@ _BREAKERS = re.compile(
     r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
     r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
     r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editors?['’]?s?\s+picks?|latest\s+news"
-    r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
+    r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|about\s+the\s+authors?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
     r"|about\s+us|contact\s+us|privacy\s+policy|terms\s+of\s+(?:service|use)|cookie\s+policy"
     r"|site\s*map|advertise\s+with\s+us)[:.]?$",
     re.IGNORECASE,
@@ -86,7 +86,7 @@ _BREAKERS = re.compile(
 _CHROME = re.compile(
     r"^(?:sign\s+up\b.*|subscribe\b.*|.*\bnewsletters?\b.{0,40}|get\s+the\s+app.*"
     r"|share(?:\s+(?:this|on|via|or|the|your|to)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
-    r"|tweet|save|copy\s+link|listen(?:\s+to\s+this\s+(?:article|story)).*"
+    r"|tweet|save|copy\s+link\b.*|[\d,.]+k?\s+(?:shares?|views?|reads?)|listen(?:\s+to\s+this\s+(?:article|story)).*"
     r"|click\s+(?:to|here)\b.*|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advert(?:isement)?\b.*|ad|sponsored.*"
     r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
@@ -110,6 +110,11 @@ _COMMENTS_HEAD = re.compile(
     r"^(?:\d+\s+(?:responses?|comments?|replies|thoughts)\s+(?:to|on)\b"
     r"|.*\bcomments?\s+feed\b|permalink\b.*\bcomments?\b|(?:view|show|load)\s+\d*\s*comments?\b)",
     re.IGNORECASE,
+)
+# An author's bio box: "About Jane Doe" / "Sobre Carlos Nadalim" over a paragraph about them.
+_BIO_HEAD = re.compile(
+    r"^(?i:about|sobre|über|à propos de|a proposito di)\s+"
+    r"[A-ZÀ-Þ][\w'’-]+(?:\s+[A-ZÀ-Þ][\w'’-]+){0,2}$"
 )
 # A commenter's handle before the date of the comment: "joetoronto says:".
 _COMMENTER = re.compile(r"^\S+(?:\s\S+){0,3}\s+(?:says|said|wrote|commented)\s*:?$")
@@ -251,6 +256,15 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
             kind = Kind.OTHER
         out.append(Line(text, kind, words))
     for index in range(len(out) - 1):
+        following = out[index + 1]
+        # The bio under the heading names the same person.
+        names = out[index].text.split()[1:]
+        if (
+            _BIO_HEAD.match(out[index].text)
+            and following.kind is Kind.PROSE
+            and any(word in following.text for word in names)
+        ):
+            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
         if _COMMENTER.match(out[index].text) and out[index + 1].kind is Kind.META:
             out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
     # A newsletter box's pitch line belongs to the box.
