@@ -90,7 +90,7 @@ _CHROME = re.compile(
     r"|click\s+(?:to|here)\b.*|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advert(?:isement)?\b.*|ad|sponsored.*"
     r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
-    r"|follow\s+(?:us|\w+(?:\s+\w+)?\s+on)\b.*|listen\s+to\s+\w+(?:\s+\w+)?\s+live\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
+    r"|follow\s+(?:us|(?:\w+\s+){1,4}on)\b.*|listen\s+to\s+(?:\w+\s+){1,3}live\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
     r"|our\s+standards\b.*|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
     r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
     re.IGNORECASE,
