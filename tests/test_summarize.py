@@ -166,3 +166,43 @@ def test_one_block_without_title_or_breaks_still_gets_a_lead():
     assert clean.title == "Untitled"
     lead = summarize(Article(title=clean.title, paragraphs=clean.paragraphs, source="t")).lead
     assert lead.startswith(sentence) and len(lead.split()) <= 60
+
+
+def _quotes(*paragraphs: str) -> list[tuple[str, str | None]]:
+    article = Article(title="t", paragraphs=paragraphs, source="s")
+    return [(q.text, q.speaker) for q in all_quotes(article)]
+
+
+def test_a_woven_quote_of_five_words_introduced_by_a_verb_is_a_quote():
+    assert _quotes(
+        "Sen. Maria Ostrowska, the committee's chair, called the delay "
+        '"a failure of basic oversight" in a hearing on Tuesday.'
+    ) == [("a failure of basic oversight", "Sen. Maria Ostrowska")]
+
+
+def test_mixed_straight_and_curly_marks_pair_and_the_quote_goes_on_after_its_attribution():
+    assert _quotes(
+        "Tomas Reyna runs the ferry line.",
+        '“We lost two weeks of sailings," Reyna said. "The boats are back, and so are the '
+        "passengers.”",
+    ) == [
+        ("We lost two weeks of sailings", "Tomas Reyna"),
+        ("The boats are back, and so are the passengers.", "Tomas Reyna"),
+    ]
+
+
+def test_the_sentence_before_a_quote_can_name_its_speaker():
+    assert _quotes(
+        "Dr. Ines Waldmann leads the clinic.",
+        "Most patients recover within a month, Waldmann said. "
+        '"Those who do not need a second look, and quickly."',
+    ) == [("Those who do not need a second look, and quickly.", "Dr. Ines Waldmann")]
+
+
+def test_the_subject_of_the_speech_verb_wins_over_a_nearer_name():
+    quotes = _quotes(
+        "Ana Pires and Rui Costa met the council on Monday.",
+        "After the meeting with Rui Costa, Ana Pires said the plan was not finished. "
+        '"We will be back in a month with the numbers."',
+    )
+    assert quotes == [("We will be back in a month with the numbers.", "Ana Pires")]
