@@ -109,3 +109,26 @@ def test_page_chrome_in_flattened_text_is_dropped():
         ]
     )
     assert clean_text(text).paragraphs == tuple(story)
+
+
+def test_extracted_page_text_keeps_sections_and_stops_at_related():
+    from digest.collect.textclean import clean_extracted
+
+    text = "\n\n".join(
+        [
+            "Market hall reopens",
+            "The old market hall reopened on Saturday after a year of repairs.",
+            "What changes for traders",
+            "Stall rents stay the same until the spring, the council said.",
+            "Share this article",
+            "Related",
+            "Bakers pool money for shared ovens",
+        ]
+    )
+    clean = clean_extracted(text)
+    assert clean.title == "Market hall reopens"
+    assert clean.paragraphs == (
+        "The old market hall reopened on Saturday after a year of repairs.",
+        "What changes for traders",
+        "Stall rents stay the same until the spring, the council said.",
+    )
