@@ -82,7 +82,7 @@ class Found:
 
 
 # A double-quoted span of four words or more: speech, where single marks hold names.
-_LONG_DOUBLE = re.compile(r"[\"“](?:[^\"“”\s]+\s+){3,}[^\"“”]*[\"”]")
+_DOUBLE_SPAN = re.compile(r"[\"“]([^\"“”\n]{1,600})[\"”]")
 
 
 def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
@@ -92,7 +92,7 @@ def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
     # Double-quote house styles still put single marks round names and scare words; a
     # double-quoted paragraph opening is speech, so it settles the style.
     opens_double = re.search(r"^[\"“]", text, re.MULTILINE) is not None
-    long_doubles = len(_LONG_DOUBLE.findall(text))
+    long_doubles = sum(1 for span in _DOUBLE_SPAN.findall(text) if len(span.split()) >= 4)
     return singles >= 2 and singles > doubles and not opens_double and long_doubles < 2
 
 

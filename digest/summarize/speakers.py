@@ -241,13 +241,21 @@ _STRONG_ORG_WORDS = frozenset(
 _DOUBLE_MARK = re.compile('["“”]')
 
 
-def _inside_quotes(paragraph: str, at: int) -> bool:
-    """Whether position `at` of a paragraph lies between double quotation marks."""
-    inside = False
-    for mark in _DOUBLE_MARK.findall(paragraph, 0, at):
+def _quoted_ranges(paragraph: str) -> list[tuple[int, int]]:
+    """The [start, end) stretches of a paragraph between double quotation marks."""
+    ranges: list[tuple[int, int]] = []
+    opened: int | None = None
+    for mark in _DOUBLE_MARK.finditer(paragraph):
         # Copy mixes straight and curly marks: a straight one closes whatever is open.
-        inside = mark == "“" or (mark == '"' and not inside)
-    return inside
+        opens = mark.group() == "“" or (mark.group() == '"' and opened is None)
+        if opens:
+            opened = mark.start() if opened is None else opened
+        elif opened is not None:
+            ranges.append((opened, mark.end()))
+            opened = None
+    if opened is not None:
+        ranges.append((opened, len(paragraph)))
+    return ranges
 
 
 def _is_org(name: str) -> bool:
@@ -277,13 +285,15 @@ class Mentions:
         for index, paragraph in enumerate(paragraphs):
             cursor = 0
             placed: list[tuple[int, str]] = []
+            quoted = _quoted_ranges(paragraph) if '"' in paragraph or "“" in paragraph else []
             for sentence in split_sentences(paragraph):
                 base = paragraph.find(sentence, cursor)
                 cursor = base + len(sentence)
                 placed.append((base, sentence))
                 for match in _CAPITAL_RUN.finditer(sentence):
                     run = match.group(0)
-                    inside = _inside_quotes(paragraph, base + match.start())
+                    at_run = base + match.start()
+                    inside = any(lo < at_run < hi for lo, hi in quoted)
                     for part in _parts(run):
                         name = _clean_run(part)
                         if name:
