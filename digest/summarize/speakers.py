@@ -689,10 +689,11 @@ def resolve_speaker(
             lowered, paragraph, offset, last_speaker=last_speaker, narrative_from=narrative_from
         )
         return (person, "pronoun") if person else (None, "unknown")
-    inner = _person_inside(choice, mentions, paragraph, offset)
     if first in {"a", "an"}:
         return _describe(choice), "described"
-    if inner and (not choice[:1].isupper() or first in _DETERMINERS):
+    described = not choice[:1].isupper() or first in _DETERMINERS
+    inner = _person_inside(choice, mentions, paragraph, offset) if " " in choice else None
+    if inner and described:
         # "planetary geologist Rosaly Lopes", "the 14th-ranked Schwartzman": the name wins.
         return inner, "named"
     if first in _DETERMINERS or first.endswith(_POSSESSIVE):
