@@ -206,3 +206,12 @@ def test_the_subject_of_the_speech_verb_wins_over_a_nearer_name():
         '"We will be back in a month with the numbers."',
     )
     assert quotes == [("We will be back in a month with the numbers.", "Ana Pires")]
+
+
+def test_a_title_case_line_is_never_the_speaker():
+    assert _quotes(
+        "The council met on Monday to discuss the harbor plan with residents.",
+        "Mayor Ann Lee defended the plan.",
+        "Harbor Plan Faces Vote",
+        '"It will pass, and it will pay for itself within ten years," she said.',
+    ) == [("It will pass, and it will pay for itself within ten years", "Mayor Ann Lee")]

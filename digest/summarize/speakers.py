@@ -239,6 +239,14 @@ _STRONG_ORG_WORDS = frozenset(
 
 
 _DOUBLE_MARK = re.compile('["“”]')
+_HEADING_WORDS = 14
+
+
+def _is_heading(paragraph: str) -> bool:
+    """A short line without a final stop: a crosshead, a headline or a link to a story."""
+    return len(paragraph.split()) <= _HEADING_WORDS and not re.search(
+        r"[.!?…:;\"'”’)\]]$", paragraph.rstrip()
+    )
 
 
 def _quoted_ranges(paragraph: str) -> list[tuple[int, int]]:
@@ -280,6 +288,8 @@ class Mentions:
         # Names written inside quotation marks (a title, a name in someone's speech) are
         # kept, but only as a last resort when resolving a speaker.
         self.quoted: set[tuple[int, int]] = set()
+        # Title-case lines without a stop (crossheads, "Related" links) name no speaker.
+        self.headings = {i for i, p in enumerate(paragraphs) if _is_heading(p)}
         # Each paragraph's sentences with their offsets, split once.
         self.sentences: list[list[tuple[int, str]]] = []
         for index, paragraph in enumerate(paragraphs):
@@ -299,7 +309,7 @@ class Mentions:
                         if name:
                             at = base + match.start() + run.find(name.split()[0])
                             self.mentions.append(Mention.of(index, at, name))
-                            if inside:
+                            if inside or index in self.headings:
                                 self.quoted.add((index, at))
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
@@ -445,8 +455,8 @@ class Mentions:
         sentences: list[list[str]] = []
         for index, offset, sentence in self._sentences_between(start, end):
             if True:
-                if sentence[:1] in "\"“”‘'":
-                    continue  # quoted speech is not narrative about its subject
+                if sentence[:1] in "\"“”‘'" or index in self.headings:
+                    continue  # quoted speech, a crosshead or a link is not narrative
                 people: list[str] = []
                 heads = [sentence]
                 comma = sentence.find(",")
@@ -537,6 +547,8 @@ class Mentions:
                 return name
         if wanted:
             for mention in reversed(self._before(paragraph, offset)):
+                if mention.paragraph in self.headings:
+                    continue
                 full = self.fullest(mention.name, paragraph, offset)
                 if self.is_person(mention.name) and self.gender(full) == wanted:
                     return full
