@@ -292,13 +292,19 @@ def sources(ctx: typer.Context) -> None:
 @app.command()
 def summarize(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="Article URL, text or HTML file, or - for stdin.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    paths: Annotated[
+        list[str], typer.Argument(help="Article URLs, text or HTML files, or - for stdin.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: one object, or one line per article.")
+    ] = False,
     all_quotes: Annotated[
         bool, typer.Option("--all-quotes", help="Every quote in order, before ranking.")
     ] = False,
 ) -> None:
-    """Clean one article (file, URL or stdin) and print its lead and key quotes.
+    """Clean articles (files, URLs or stdin) and print each one's lead and key quotes.
+
+    With several paths and --json, prints JSON Lines: one object per path, in order.
 
     Example: digest summarize config/samples/articles/01-harbor-ferry.txt --json
     """
@@ -308,35 +314,38 @@ def summarize(
     from digest.summarize import summarize as summarize_article
 
     settings = _settings(ctx)
-    clean = read_article(path, settings.collect)
-    article = Article(
-        title=clean.title,
-        subtitle=clean.subtitle,
-        byline=clean.byline,
-        paragraphs=clean.paragraphs,
-        source=path,
-    )
-    summary = summarize_article(
-        article, lead_words=settings.summary.lead_words, quotes=settings.summary.quotes
-    )
-    quotes = every_quote(article) if all_quotes else list(summary.quotes)
-    result = {
-        "title": clean.title,
-        "subtitle": clean.subtitle,
-        "byline": clean.byline,
-        "lead": summary.lead,
-        "quotes": [asdict(q) for q in quotes],
-        "paragraphs": list(clean.paragraphs),
-    }
-    if as_json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
-        return
-    console.print(f"[bold]{clean.title}[/]")
-    if clean.byline:
-        console.print(f"By {clean.byline}")
-    console.print(f"\n{summary.lead}\n")
-    for quote in quotes:
-        console.print(f"  “{quote.text}” — {quote.speaker or 'unattributed'}")
+    for path in paths:
+        clean = read_article(path, settings.collect)
+        article = Article(
+            title=clean.title,
+            subtitle=clean.subtitle,
+            byline=clean.byline,
+            paragraphs=clean.paragraphs,
+            source=path,
+        )
+        summary = summarize_article(
+            article, lead_words=settings.summary.lead_words, quotes=settings.summary.quotes
+        )
+        quotes = every_quote(article) if all_quotes else list(summary.quotes)
+        result = {
+            "title": clean.title,
+            "subtitle": clean.subtitle,
+            "byline": clean.byline,
+            "lead": summary.lead,
+            "quotes": [asdict(q) for q in quotes],
+            "paragraphs": list(clean.paragraphs),
+        }
+        if as_json:
+            # One article keeps the readable indented object; several are one line each.
+            indent = 2 if len(paths) == 1 else None
+            sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=indent) + "\n")
+            continue
+        console.print(f"[bold]{clean.title}[/]")
+        if clean.byline:
+            console.print(f"By {clean.byline}")
+        console.print(f"\n{summary.lead}\n")
+        for quote in quotes:
+            console.print(f"  “{quote.text}” — {quote.speaker or 'unattributed'}")
 
 
 @app.command()

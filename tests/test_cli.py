@@ -197,3 +197,13 @@ def test_run_without_subscribers_composes_nothing_and_says_what_to_do(cli, tmp_p
     second = cli("run")
     assert re.search(r"Messages written now\s*│\s*3", second.stdout)
     assert re.search(r"Articles in digest\s*│\s*10", second.stdout)
+
+
+def test_summarize_many_paths_prints_json_lines_in_order(cli):
+    samples = sorted((SAMPLES / "articles").glob("*.txt"))[:3]
+    result = cli("summarize", *map(str, samples), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(samples)
+    titles = [json.loads(line)["title"] for line in lines]
+    assert titles == [_expected_shape(sample)["title"] for sample in samples]

@@ -148,3 +148,70 @@ def test_scare_quotes_and_titles_are_not_quotes():
     )
     quotes = all_quotes(Article(title="t", paragraphs=paragraphs, source="s"))
     assert [(q.text, q.speaker) for q in quotes] == [("We earned this", "Coach Rita Vance")]
+
+
+def test_a_single_short_opening_sentence_takes_the_next_paragraph():
+    paragraphs = [
+        "The harbor ferry is running again after a two-week halt.",
+        "Repairs to the hull finished on Friday, the operator said, and the first crossing "
+        "left at dawn on Saturday with forty passengers aboard.",
+    ]
+    assert pick_lead(paragraphs, budget=60) == " ".join(paragraphs)
+
+
+def test_one_block_without_title_or_breaks_still_gets_a_lead():
+    sentence = "The council voted on Monday to keep the old library open for another year"
+    block = f"{sentence}, after a petition signed by 4,000 residents. " * 4 + "See more photos:"
+    clean = clean_text(block)
+    assert clean.title == "Untitled"
+    lead = summarize(Article(title=clean.title, paragraphs=clean.paragraphs, source="t")).lead
+    assert lead.startswith(sentence) and len(lead.split()) <= 60
+
+
+def _quotes(*paragraphs: str) -> list[tuple[str, str | None]]:
+    article = Article(title="t", paragraphs=paragraphs, source="s")
+    return [(q.text, q.speaker) for q in all_quotes(article)]
+
+
+def test_a_woven_quote_of_five_words_introduced_by_a_verb_is_a_quote():
+    assert _quotes(
+        "Sen. Maria Ostrowska, the committee's chair, called the delay "
+        '"a failure of basic oversight" in a hearing on Tuesday.'
+    ) == [("a failure of basic oversight", "Sen. Maria Ostrowska")]
+
+
+def test_mixed_straight_and_curly_marks_pair_and_the_quote_goes_on_after_its_attribution():
+    assert _quotes(
+        "Tomas Reyna runs the ferry line.",
+        '“We lost two weeks of sailings," Reyna said. "The boats are back, and so are the '
+        "passengers.”",
+    ) == [
+        ("We lost two weeks of sailings", "Tomas Reyna"),
+        ("The boats are back, and so are the passengers.", "Tomas Reyna"),
+    ]
+
+
+def test_the_sentence_before_a_quote_can_name_its_speaker():
+    assert _quotes(
+        "Dr. Ines Waldmann leads the clinic.",
+        "Most patients recover within a month, Waldmann said. "
+        '"Those who do not need a second look, and quickly."',
+    ) == [("Those who do not need a second look, and quickly.", "Dr. Ines Waldmann")]
+
+
+def test_the_subject_of_the_speech_verb_wins_over_a_nearer_name():
+    quotes = _quotes(
+        "Ana Pires and Rui Costa met the council on Monday.",
+        "After the meeting with Rui Costa, Ana Pires said the plan was not finished. "
+        '"We will be back in a month with the numbers."',
+    )
+    assert quotes == [("We will be back in a month with the numbers.", "Ana Pires")]
+
+
+def test_a_title_case_line_is_never_the_speaker():
+    assert _quotes(
+        "The council met on Monday to discuss the harbor plan with residents.",
+        "Mayor Ann Lee defended the plan.",
+        "Harbor Plan Faces Vote",
+        '"It will pass, and it will pay for itself within ten years," she said.',
+    ) == [("It will pass, and it will pay for itself within ten years", "Mayor Ann Lee")]

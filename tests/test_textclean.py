@@ -78,3 +78,57 @@ def test_extra_chrome_patterns_from_settings_are_honoured():
 def test_empty_and_chrome_only_text_gives_no_paragraphs():
     assert clean_text("").paragraphs == ()
     assert clean_text("Home\n\nNews\n\nSign up for our newsletter\n\nMost Read").paragraphs == ()
+
+
+def test_a_line_of_more_than_25_words_is_never_the_title():
+    long_line = " ".join(["word"] * 26)
+    clean = clean_text(f"{long_line}\n\nThe story begins here, and it goes on for a while.")
+    assert clean.title != long_line
+
+
+def test_page_chrome_in_flattened_text_is_dropped():
+    story = [
+        "The river authority opened the new flood gates on Thursday after two years of work.",
+        "Engineers said the gates would protect four hundred homes in the lower town.",
+        "The project cost less than planned, the authority said in its yearly report.",
+    ]
+    text = "\n".join(
+        [
+            "Flood gates open",
+            *[f"Menu item {n}" for n in range(12)],
+            story[0],
+            "Image copyright River Authority",
+            story[1],
+            story[2],
+            "We use cookies to give you the best experience on our website. Accept all.",
+            "Follow The Valley Times on Twitter and Facebook.",
+            "12 responses to Flood gates open",
+            "riverfan says:",
+            "November 19, 2026 at 6:34 am",
+            "About time they finished this, it has been years.",
+        ]
+    )
+    assert clean_text(text).paragraphs == tuple(story)
+
+
+def test_extracted_page_text_keeps_sections_and_stops_at_related():
+    from digest.collect.textclean import clean_extracted
+
+    text = "\n\n".join(
+        [
+            "Market hall reopens",
+            "The old market hall reopened on Saturday after a year of repairs.",
+            "What changes for traders",
+            "Stall rents stay the same until the spring, the council said.",
+            "Share this article",
+            "Related",
+            "Bakers pool money for shared ovens",
+        ]
+    )
+    clean = clean_extracted(text)
+    assert clean.title == "Market hall reopens"
+    assert clean.paragraphs == (
+        "The old market hall reopened on Saturday after a year of repairs.",
+        "What changes for traders",
+        "Stall rents stay the same until the spring, the council said.",
+    )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import trafilatura
 
-from digest.collect.textclean import clean_text
+from digest.collect.textclean import clean_extracted
 from digest.models import CleanText
 
 
@@ -27,7 +27,6 @@ def extract_page(
         include_comments=False,
         include_tables=False,
         include_images=False,
-        favor_precision=True,
     )
     if document is None:
         return None
@@ -38,7 +37,9 @@ def extract_page(
     if title and lines and lines[0] == title:
         lines = lines[1:]
     # Hand the cleaner the page in the scraped-text shape: headline, then the body.
-    clean = clean_text("\n\n".join([title, *lines]) if title else "\n\n".join(lines), extra_chrome)
+    clean = clean_extracted(
+        "\n\n".join([title, *lines]) if title else "\n\n".join(lines), extra_chrome
+    )
     if not clean.paragraphs:
         return None
     byline = " ".join((fields.get("author") or "").split()) or clean.byline

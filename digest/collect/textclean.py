@@ -20,7 +20,12 @@ from enum import Enum
 from digest.models import CleanText
 
 _QUOTE_CLOSERS = "\"'”’»)]"
-_TERMINAL = re.compile(r"[.!?…:;][" + re.escape(_QUOTE_CLOSERS) + r"]*$")
+# CJK text ends its sentences with full-width stops.
+# Blogs end sentences with "~" or an emoji too.
+_TERMINAL = re.compile(
+    r"(?:[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
+    r"|[~\u2600-\u27bf\U0001f300-\U0001faff]+)$"
+)
 _BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
 
 # Photo credits at the end of a caption, after the caption's own sentence.
@@ -72,8 +77,8 @@ _BREAKERS = re.compile(
     r"|more\s+(?:stories|news|from\b.*|on\s+this\s+(?:story|topic))|other\s+(?:stories|news)"
     r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
     r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
-    r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editor'?s\s+picks?|latest\s+news"
-    r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
+    r"|top\s+(?:\d+|ten|five)\s+(?:stories|news|articles)|editors?['’]?s?\s+picks?|latest\s+news"
+    r"|comments?(?:\s*\(\d+\))?|\d+\s+comments?|about\s+the\s+authors?|(?:leave|post|add|write)\s+a\s+(?:comment|reply)"
     r"|about\s+us|contact\s+us|privacy\s+policy|terms\s+of\s+(?:service|use)|cookie\s+policy"
     r"|site\s*map|advertise\s+with\s+us)[:.]?$",
     re.IGNORECASE,
@@ -81,21 +86,45 @@ _BREAKERS = re.compile(
 _CHROME = re.compile(
     r"^(?:sign\s+up\b.*|subscribe\b.*|.*\bnewsletters?\b.{0,40}|get\s+the\s+app.*"
     r"|share(?:\s+(?:this|on|via|or|the|your|to)\b.*)?|print(?:\s+this\b.*)?|e-?mail(?:\s+this\b.*)?"
-    r"|tweet|save|copy\s+link|listen(?:\s+to\s+this\s+(?:article|story)).*"
-    r"|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advertisement\b.*|ad|sponsored.*"
+    r"|tweet|save|copy\s+link\b.*|[\d,.]+k?\s+(?:shares?|views?|reads?)|listen(?:\s+to\s+this\s+(?:article|story)).*"
+    r"|click\s+(?:to|here)\b.*|read\s+more\b.*|see\s+also\b.*|also\s+read\b.*|watch\b:.*|advert(?:isement)?\b.*|ad|sponsored.*"
     r"|breaking(?:\s+news)?\s*:.*|trending\s*:.*|live\s*:.*|watch\s+live|closings?\s+&\s+delays"
     r"|(?:log|sign)\s+in|(?:log|sign)\s+out|register|menu|search|home|skip\s+to\s+.*"
-    r"|follow\s+us\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
+    r"|follow\s+(?:us|(?:\w+\s+){1,4}on)\b.*|listen\s+to\s+(?:\w+\s+){1,3}live\b.*|back\s+to\s+top|font\s+size.*|text\s+size.*"
     r"|our\s+standards\b.*|editor'?s\s+note\b.*|correction\b:.*|(?:reporting|editing|writing)\s+by\b.*"
     r"|.*\ball rights reserved\b.*|(?:©|\(c\)|copyright\b).*)$",
     re.IGNORECASE,
 )
+# Photo labels that some sites print as text: "Image copyright Getty Images", "Image caption …".
+_IMAGE_LABEL = re.compile(
+    r"^(?:image|photo|picture|media)\s+(?:copyright|caption|credit|source)\b", re.IGNORECASE
+)
+# Cookie banners and consent boxes, whatever their length.
+_COOKIES = re.compile(
+    r"\bcookies?\b.{0,200}\b(?:website|browser|consent|opt[- ]out|privacy|experience)\b"
+    r"|\b(?:website|browser|consent|privacy)\b.{0,200}\bcookies?\b",
+    re.IGNORECASE,
+)
+# The head of a comment thread: "34 responses to ...", "Permalink 34 Comments".
+_COMMENTS_HEAD = re.compile(
+    r"^(?:\d+\s+(?:responses?|comments?|replies|thoughts)\s+(?:to|on)\b"
+    r"|.*\bcomments?\s+feed\b|permalink\b.*\bcomments?\b|(?:view|show|load)\s+\d*\s*comments?\b)",
+    re.IGNORECASE,
+)
+# An author's bio box: "About Jane Doe" / "Sobre Carlos Nadalim" over a paragraph about them.
+_BIO_HEAD = re.compile(
+    r"^(?i:about|sobre|über|à propos de|a proposito di)\s+"
+    r"[A-ZÀ-Þ][\w'’-]+(?:\s+[A-ZÀ-Þ][\w'’-]+){0,2}$"
+)
+# A commenter's handle before the date of the comment: "joetoronto says:".
+_COMMENTER = re.compile(r"^\S+(?:\s\S+){0,3}\s+(?:says|said|wrote|commented)\s*:?$")
 _LABEL_ONLY = re.compile(
     r"^(?:read\s+more|see\s+also|also\s+read|related(?:\s+\w+)?|more|watch|listen)\s*[:.]?$",
     re.IGNORECASE,
 )
 _SIGNUP = re.compile(r"^(?:sign\s+up|subscribe|get\s+our|join)\b|newsletter", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|›»>/·•]|\s-\s")
+_TITLE_WORDS = 25  # no headline runs longer
 _SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
 _ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
 
@@ -117,18 +146,57 @@ class Line:
     words: int
 
 
+# A drop cap flattened apart from its word: "T he Davis Cup began ..." ("A" and "I" are words).
+_DROP_CAP = re.compile(r"^([B-HJ-Z]) (?=[a-z]{1,12}\b)")
+
+
 def _normalize(text: str) -> str:
     text = unicodedata.normalize("NFC", text).replace("\u00a0", " ").replace("\u200b", "")
-    return re.sub(r"[ \t]+", " ", text).strip()
+    return _DROP_CAP.sub(r"\1", re.sub(r"[ \t]+", " ", text).strip())
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+def _count_words(text: str) -> int:
+    """Words, where Chinese, Japanese and Korean count about two characters a word."""
+    words = len(text.split())
+    if text.isascii():
+        return words
+    return max(words, len(_CJK.findall(text)) // 2)
 
 
 def _split_lines(text: str) -> list[str]:
-    return [line for line in (_normalize(raw) for raw in text.splitlines()) if line]
+    lines: list[str] = []
+    for line in (_normalize(raw) for raw in text.splitlines()):
+        if not line:
+            continue
+        # Text wrapped at a fixed width breaks sentences mid-way; a line that ends without
+        # a stop, followed by one that goes on in lower case, is the same paragraph.
+        if lines and _is_wrapped(lines[-1], line):
+            lines[-1] = f"{lines[-1]} {line}"
+        else:
+            lines.append(line)
+    return lines
+
+
+def _is_wrapped(previous: str, line: str) -> bool:
+    if not line[:1].islower() or _TERMINAL.search(previous) or _BULLET.match(line):
+        return False
+    return len(previous.split()) >= 6 or previous.endswith((",", "-", "–"))
+
+
+def _reads_as_prose(text: str, words: int) -> bool:
+    """A long line of running text that lacks a final stop (a blog's "!!", "~" or emoji)."""
+    if words < 12:
+        return False
+    lower = sum(1 for word in text.split() if word[:1].islower())
+    return lower >= 0.5 * words
 
 
 def is_prose(text: str) -> bool:
     """A sentence-like line: ends with sentence punctuation (or a closing quote)."""
-    return bool(_TERMINAL.search(text)) and len(text.split()) >= 2
+    return bool(_TERMINAL.search(text)) and _count_words(text) >= 2
 
 
 def _has_credit(text: str) -> bool:
@@ -142,23 +210,39 @@ def _looks_like_quote_or_attribution(text: str) -> bool:
     return any(ch in text for ch in '"“”') or any(w in lowered for w in _ATTRIBUTION_WORDS)
 
 
+# A newsletter box speaks to the reader about their inbox; a story rarely does so briefly.
+_SIGNUP_PITCH = re.compile(
+    r"\b(?:subscrib\w*|newsletters?|sign(?:ed)?\s+up|unsubscribe)\b.*\b(?:e-?mail|inbox|you|your)\b"
+    r"|\b(?:e-?mail|inbox|you|your)\b.*\b(?:subscrib\w*|newsletters?|sign(?:ed)?\s+up)\b",
+    re.IGNORECASE,
+)
+
+
+def _is_chrome(text: str, short: bool) -> bool:
+    if _COOKIES.search(text) or (len(text.split()) <= 25 and _SIGNUP_PITCH.search(text)):
+        return True
+    return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
+
+
 def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ()) -> list[Line]:
     """Label each line with what it most likely is."""
     counts = Counter(lines)
     out: list[Line] = []
     for index, text in enumerate(lines):
-        words = len(text.split())
+        words = _count_words(text)
         short = words <= _SHORT_CHROME_WORDS
         repeated = counts[text] > 1 and words >= 4
         neighbours = [*lines[index - 1 : index], *lines[index + 1 : index + 2]]
         kind: Kind
         if any(p.search(text) for p in extra_chrome):
             kind = Kind.CHROME
-        elif short and _BREAKERS.match(text):
+        elif short and (_BREAKERS.match(text) or _COMMENTS_HEAD.match(text)):
             kind = Kind.BREAKER
-        elif (short or text.startswith(("©", "Copyright", "Editor"))) and _CHROME.match(text):
+        elif _is_chrome(text, short):
             kind = Kind.CHROME
-        elif _has_credit(text) and not _looks_like_quote_or_attribution(text):
+        elif _IMAGE_LABEL.match(text) or (
+            _has_credit(text) and not _looks_like_quote_or_attribution(text)
+        ):
             kind = Kind.CAPTION
         elif repeated and text in neighbours and not _BULLET.match(text):
             kind = Kind.CAPTION  # photo captions are printed twice in a row
@@ -171,6 +255,18 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         else:
             kind = Kind.OTHER
         out.append(Line(text, kind, words))
+    for index in range(len(out) - 1):
+        following = out[index + 1]
+        # The bio under the heading names the same person.
+        names = out[index].text.split()[1:]
+        if (
+            _BIO_HEAD.match(out[index].text)
+            and following.kind is Kind.PROSE
+            and any(word in following.text for word in names)
+        ):
+            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
+        if _COMMENTER.match(out[index].text) and out[index + 1].kind is Kind.META:
+            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
     # A newsletter box's pitch line belongs to the box.
     for index in range(1, len(out)):
         line, previous = out[index], out[index - 1]
@@ -178,7 +274,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
             line.kind is Kind.PROSE
             and line.words <= 25
             and previous.kind is Kind.CHROME
-            and _SIGNUP.match(previous.text)
+            and _SIGNUP.search(previous.text)
         ):
             out[index] = Line(line.text, Kind.CHROME, line.words)
     # A bare "Read more" / "Related" label points at the headline on the next line.
@@ -209,13 +305,19 @@ def _weight(line: Line) -> float:
 
 
 def body_span(lines: Sequence[Line]) -> tuple[int, int]:
-    """The [start, end) run of lines with the largest total weight: the story's body."""
+    """The [start, end) run of lines with the largest total weight: the story's body.
+
+    Each further non-sentence in a row costs more than the one before: a crosshead inside a
+    story is one line, a menu or a list of other stories' headlines is many.
+    """
     best, best_span = 0.0, (0, 0)
     running, start = 0.0, 0
+    in_row = 0
     for index, line in enumerate(lines):
         if running <= 0:
             running, start = 0.0, index
-        running += _weight(line)
+        in_row = in_row + 1 if line.kind is Kind.OTHER else 0
+        running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
         if running > best:
             best, best_span = running, (start, index + 1)
     return best_span
@@ -242,7 +344,7 @@ def _after_byline(lines: Sequence[Line], start: int, end: int) -> tuple[int, int
 def _is_headline(line: Line) -> bool:
     return (
         line.kind is Kind.OTHER
-        and 2 <= line.words <= 30
+        and 2 <= line.words <= _TITLE_WORDS
         and not _SEPARATORS.search(line.text)
         and any(ch.isalpha() for ch in line.text)
     )
@@ -294,14 +396,59 @@ def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | Non
     return found[1].text, found[0].text, byline
 
 
+_GAP_LINES = 8  # a box of other stories set inside the body is at most this long
+_RESUMED_WEIGHT = 30.0  # and the story after it goes on for at least this much prose
+
+
+def _prose_run(lines: Sequence[Line], at: int, step: int) -> tuple[int, float]:
+    """From `at`, the end (exclusive, in the direction of `step`) of a run of sentences."""
+    total = 0.0
+    while 0 <= at < len(lines) and lines[at].kind is Kind.PROSE:
+        total += _weight(lines[at])
+        at += step
+    return at, total
+
+
+def _resumed(lines: Sequence[Line], start: int, end: int) -> list[int]:
+    """Lines of the story on the far side of a short box of other stories or a tweet.
+
+    Sites set "More from UK" lists and embedded posts inside the story; the best run then
+    holds only one side of them. A run of sentences just past a few non-sentences, long
+    enough to be story rather than a teaser, is the same story going on.
+    """
+    extra: list[int] = []
+    for step in (1, -1):
+        edge = end if step == 1 else start - 1
+        while True:
+            at, skipped = edge, 0
+            while 0 <= at < len(lines) and lines[at].kind is not Kind.PROSE:
+                if lines[at].kind in (Kind.BYLINE, Kind.META) and step == -1:
+                    skipped = _GAP_LINES  # above a byline or dateline is the page's head
+                at, skipped = at + step, skipped + 1
+                if skipped > _GAP_LINES:
+                    break
+            if skipped > _GAP_LINES or not 0 <= at < len(lines):
+                break
+            stop, total = _prose_run(lines, at, step)
+            if total < _RESUMED_WEIGHT:
+                break
+            extra.extend(range(at, stop, step))
+            edge = stop
+    return sorted(extra)
+
+
 def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
     """Split scraped article text into title, subtitle, byline and body paragraphs."""
     lines = classify(_split_lines(text), extra_chrome)
     start, end = _after_byline(lines, *body_span(lines))
-    title, subtitle, byline = _read_head(lines, start)
+    extra = _resumed(lines, start, end)
+    before = [i for i in extra if i < start]
+    after = [i for i in extra if i >= end]
+    title, subtitle, byline = _read_head(lines, before[0] if before else start)
     paragraphs: list[str] = []
     seen: set[str] = set()
-    for line in lines[start:end]:
+    chosen = [lines[i] for i in before] + list(lines[start:end]) + [lines[i] for i in after]
+    for line in chosen:
         if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
             paragraphs.append(line.text)
             seen.add(line.text)
@@ -309,7 +456,79 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
             byline = _byline_name(line.text)
     while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
         paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
+    paragraphs = _without_copies(paragraphs)
+    if not paragraphs:
+        # No sentence-shaped run at all: a story pasted as one block that ends without a
+        # stop. Its long lines are the story; none of them is a headline.
+        paragraphs = [line.text for line in lines if line.words > _TITLE_WORDS]
     if title is None:
         first = next((line.text for line in lines if line.kind is not Kind.CHROME), "")
-        title = first if first not in paragraphs else "Untitled"
+        long_line = len(first.split()) > _TITLE_WORDS
+        title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _without_copies(paragraphs: list[str]) -> list[str]:
+    """Drop a page's second copy of its story: a teaser cut off with "..." that opens another
+    paragraph, or one line that strings two other paragraphs together (a page's metadata)."""
+    kept: list[str] = []
+    for index, text in enumerate(paragraphs):
+        others = paragraphs[:index] + paragraphs[index + 1 :]
+        stem = text.rstrip(".…").rstrip()
+        if (
+            text.endswith(("...", "…"))
+            and len(stem) > 20
+            and any(o.startswith(stem) and o != text for o in others)
+        ):
+            continue
+        if sum(1 for o in others if len(o) > 40 and o in text) >= 2:
+            continue
+        kept.append(text)
+    return kept
+
+
+def clean_extracted(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
+    """Title and body of text a page extractor already cut out of its page.
+
+    The extractor has dropped menus and side columns, so what is left is mostly story: only
+    chrome, captions, bylines and dates inside it are removed, and a breaker ("Related",
+    "Comments") ends it. The best-run search of `clean_text` would drop story sections
+    separated by crossheads, tables or lists.
+    """
+    lines = classify(_split_lines(text), extra_chrome)
+    prose = next(
+        (i for i, line in enumerate(lines) if line.kind is Kind.PROSE or _is_running(line)),
+        len(lines),
+    )
+    # Above the first sentence: the headline (line 0), then perhaps a dateline or a kicker
+    # the extractor kept as story.
+    start = next(
+        (i for i in range(1, prose) if lines[i].kind is Kind.OTHER and lines[i].words >= 2),
+        prose,
+    )
+    title, subtitle, byline = _read_head(lines, start)
+    paragraphs: list[str] = []
+    seen: set[str] = set()
+    for line in lines[start:]:
+        if line.kind is Kind.BREAKER and paragraphs:
+            break
+        if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
+            paragraphs.append(line.text)
+            seen.add(line.text)
+        elif line.kind is Kind.BYLINE and byline is None:
+            byline = _byline_name(line.text)
+    # A trailing label or crosshead belongs to the chrome after it; a long line is story.
+    while len(paragraphs) > 1 and not _ends_story(paragraphs[-1]):
+        paragraphs.pop()
+    if title is None:
+        title = next((line.text for line in lines[:start] if _is_headline(line)), "Untitled")
+    return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _is_running(line: Line) -> bool:
+    """A line too long for a headline: running text, even without a final stop."""
+    return line.kind is Kind.OTHER and line.words > _TITLE_WORDS
+
+
+def _ends_story(text: str) -> bool:
+    return is_prose(text) or bool(_BULLET.match(text)) or len(text.split()) > 8

@@ -22,6 +22,9 @@ _WIRE_LABEL = re.compile(
 )
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 TEASER_WORDS = 18
+SHORT_SENTENCE_WORDS = 25
+_BLOCK_CHARS = 120  # a block this long is story text even without a final stop
+_CJK_STOP = re.compile(r"(?<=[。！？])")
 
 
 def is_story_paragraph(text: str) -> bool:
@@ -56,13 +59,23 @@ def pick_lead(paragraphs: Sequence[str], budget: int = 60) -> str:
     """
     story = [p for p in paragraphs if is_story_paragraph(p)]
     if not story:
+        # One block of text that ends without a stop (a feed entry, a pasted story) still
+        # opens with sentences: take them.
+        story = [p for p in paragraphs if len(p) >= _BLOCK_CHARS and not _NOT_STORY.match(p)]
+    if not story:
         return ""
     first = strip_wire_labels(story[0])
-    sentences = split_sentences(first)
+    sentences = [part for s in split_sentences(first) for part in _CJK_STOP.split(s) if part]
     taken = _fit(sentences, budget)
     if len(taken) < len(sentences):
         return " ".join(taken)
-    is_hook = _words(first) < TEASER_WORDS or first.rstrip("\"'”’").endswith("?")
+    # A single short sentence opens many stories without carrying them: the next paragraph
+    # goes with it, as far as the budget allows.
+    single = len(sentences) == 1 and _words(first) < SHORT_SENTENCE_WORDS
+    # A quote paragraph after a full one-sentence opening stays a quote, shown as one.
+    quoted = len(story) > 1 and story[1][:1] in "\"“‘'"
+    teaser = _words(first) < TEASER_WORDS or first.rstrip("\"'”’").endswith("?")
+    is_hook = teaser or (single and not quoted)
     if is_hook and len(story) > 1:
         more = _fit(split_sentences(story[1]), budget, _words(first))
         if more:

@@ -19,7 +19,8 @@ from digest.models import Quote
 from digest.summarize.sentences import split_sentences
 from digest.summarize.speakers import SPEECH_VERBS, Mentions, resolve_speaker
 
-_VERB = r"(?:" + SPEECH_VERBS + r")"
+# After a quote, "described" and "comments" attribute it too ("…," the patient described).
+_VERB = r"(?:" + SPEECH_VERBS + r"|described|comments)"
 _LEAD_IN = re.compile(r"^[\s,;—–-]*")
 # "…," said Cho Tae-yul, the minister.   /   "…," says the club's captain.
 _VERB_FIRST = re.compile(r"^" + _VERB + r"\s+(?P<np>[^;:!?\"“”]{1,160})", re.IGNORECASE)
@@ -34,8 +35,28 @@ _ACCORDING = re.compile(r"^according\s+to\s+(?P<np>[^;:!?\"“”]{1,160})", re.
 _BEFORE_COLON = re.compile(
     r"^(?P<np>.{1,160}?)(?<!\bwho)\s+(?:(?:also|later|then)\s+)?" + _VERB + r"\b[^:\"“”]{0,80}:\s*$"
 )
+# A quote woven into the reporter's sentence is still the speaker's words when a speech verb
+# introduces it: 'Sasse called his death "a crisis of public trust"', 'said that "…"',
+# 'saying, "…"'. The subject before the verb is the speaker.
+_INTRODUCER = re.compile(
+    r"^(?P<np>[^\"“”]{1,160})(?<!\bwho)\s+(?:(?:also|later|then|once|had|has|have|would|"
+    r"\w+ly)\s+)?(?:" + SPEECH_VERBS + r"|called|calls|described|describes|saying|telling|"
+    r"warning|claim|cautions|urging|boasting|related|comments|according to)\b"
+    r"(?P<rest>[^\"“”]{0,160})$"
+)
+# After a participle ("…, saying") the subject is the one the sentence opens with.
+_PARTICIPLE = re.compile(r",\s+(?:saying|telling|warning|urging|adding)\b[^\"“”]*$")
+_ACCORDING_OPENING = re.compile(r"^According to (?P<np>[^,\"“”]{2,80}),")
+_PARTIAL_WORDS = 5  # shorter woven-in quotes are scare quotes and labels
+# The sentence before a quote that reports speech: 'The tuft cell, Herbert said, is …'.
+_SAID_IN = re.compile(
+    r"(?:^|,\s+)(he|she|[A-Z][\w'’.-]+(?:\s+[A-Z][\w'’.-]+){0,3})\s+(?:"
+    + SPEECH_VERBS
+    + r")(?=[\s.,])"
+)
 _SINGLE_MARKS = re.compile("['‘’]")
-_DOUBLE_MARKS = re.compile('["“”]')
+# Some sites close a double quote with two apostrophes.
+_DOUBLE_MARKS = re.compile('’’|["“”]')
 _CLOSERS = {'"': '"', "“": "”", "'": "'", "‘": "’"}
 _END_PUNCT = re.compile(r"[.!?…\-—–]$")
 
@@ -57,13 +78,22 @@ class Found:
     paragraph: int
     offset: int
     kind: str  # named | described | pronoun | organisation | unknown
+    woven: bool = False  # inside the reporter's sentence: the narrative goes on around it
+
+
+# A double-quoted span of four words or more: speech, where single marks hold names.
+_DOUBLE_SPAN = re.compile(r"[\"“]([^\"“”\n]{1,600})[\"”]")
 
 
 def _uses_single_quotes(paragraphs: Sequence[str]) -> bool:
     text = "\n".join(paragraphs)
     doubles = sum(text.count(ch) for ch in '"“”')
     singles = len(re.findall(r"(?:^|(?<=[\s(—–:]))['‘](?=[A-Z0-9])", text, re.MULTILINE))
-    return singles >= 2 and singles > doubles
+    # Double-quote house styles still put single marks round names and scare words; a
+    # double-quoted paragraph opening is speech, so it settles the style.
+    opens_double = re.search(r"^[\"“]", text, re.MULTILINE) is not None
+    long_doubles = sum(1 for span in _DOUBLE_SPAN.findall(text) if len(span.split()) >= 4)
+    return singles >= 2 and singles > doubles and not opens_double and long_doubles < 2
 
 
 def _is_opening(text: str, i: int, single: bool) -> bool:
@@ -76,11 +106,19 @@ def _is_opening(text: str, i: int, single: bool) -> bool:
     after = text[i + 1] if i + 1 < len(text) else " "
     if single:
         return ch == "'" and not before.isalnum() and not after.isspace()
-    return ch == '"'
+    # Copy often mixes straight and curly marks: a straight one opens where a word follows it.
+    return ch == '"' and (not before.isalnum() or i == 0) and not after.isspace()
 
 
 def _is_closing(text: str, i: int, opener: str) -> bool:
     ch = text[i]
+    if opener in '"“':
+        if ch == "“" or text.startswith("’’", i):
+            return ch != "“"
+        before = text[i - 1] if i else " "
+        after = text[i + 1] if i + 1 < len(text) else " "
+        # A straight mark with a space before and a word after opens the next quote.
+        return ch == "”" or not (before.isspace() and after.isalnum())
     if ch != _CLOSERS[opener] and not (opener in "'‘" and ch in "'’"):
         return False
     if opener in "'‘":
@@ -101,7 +139,7 @@ def _spans_in(paragraph: str, index: int, single: bool) -> list[_Span]:
             if _is_opening(paragraph, i, single):
                 opener, start = ch, i
         elif _is_closing(paragraph, i, opener):
-            spans.append(_Span(index, start, i + 1, paragraph[start + 1 : i], True))
+            spans.append(_Span(index, start, mark.end(), paragraph[start + 1 : i], True))
             opener = None
     if opener is not None:
         spans.append(_Span(index, start, len(paragraph), paragraph[start + 1 :], False))
@@ -116,7 +154,7 @@ def _is_standalone(prefix: str, after_attribution: bool) -> bool:
     before = prefix.rstrip()
     if not before:
         return True
-    if before.endswith(":") or re.search(r"[.!?…][\"'”’)]*$", before):
+    if before.endswith((":", "(")) or re.search(r"[.!?…][\"'”’)]*$", before):
         return True
     return after_attribution and before.endswith(",")
 
@@ -136,9 +174,17 @@ def _phrase_after(suffix: str) -> str | None:
     return None
 
 
+_TAIL_CHARS = 400  # the last sentence before a quote lies within this many characters
+
+
+def _tail(text: str) -> str:
+    """The end of a paragraph's text before a quote: splitting all of it is wasted work."""
+    return text[-_TAIL_CHARS:].strip()
+
+
 def _phrase_before(prefix: str) -> str | None:
     """The attribution before a colon: 'Cho said in a statement: "' -> 'Cho'."""
-    sentences = split_sentences(prefix.strip())
+    sentences = split_sentences(_tail(prefix))
     if not sentences:
         return None
     match = _BEFORE_COLON.match(sentences[-1])
@@ -151,12 +197,85 @@ _OPENING_SUBJECT = re.compile(
 
 
 def _narrative_subject(prefix: str) -> str | None:
-    """The subject of the sentence just before a quote: he, she or a name."""
-    sentences = split_sentences(prefix.strip())
+    """The subject of the sentence just before a quote: he, she or a name.
+
+    A sentence that reports speech ("…, Dempsey said.") names the speaker of the quote
+    after it; otherwise its opening subject does.
+    """
+    sentences = split_sentences(_tail(prefix))
     if not sentences or not _END_PUNCT.search(sentences[-1]):
         return None
-    match = _OPENING_SUBJECT.search(sentences[-1])
+    match = _SAID_IN.search(sentences[-1]) or _OPENING_SUBJECT.search(sentences[-1])
     return match.group(1) if match else None
+
+
+def _introduced_by(before: str, text: str) -> str | None:
+    """The subject of the speech verb that introduces a quote inside a sentence, if any."""
+    if len(text.split()) < _PARTIAL_WORDS or _is_title_like(text):
+        return None
+    sentences = split_sentences(_tail(before))
+    if not sentences:
+        return None
+    sentence = sentences[-1]
+    # An earlier quote in the sentence ('… as "exciting," but cautions that "…"'): the
+    # clause after it introduces this one; its subject is the sentence's.
+    earlier = max(sentence.rfind(mark) for mark in '"“”')
+    if earlier >= 0:
+        clause = sentence[earlier + 1 :]
+        introduced = _INTRODUCER.match(clause)
+        # Only a verb right before the quote ("but cautions that") counts after another quote.
+        if introduced is None or not re.fullmatch(
+            r"\s*(?:that)?\s*,?\s*", introduced.group("rest")
+        ):
+            return None
+        subject = _clause_subject(introduced.group("np").strip(" ,"))
+        if subject.lower() in {"", "but", "and", "or", "then"}:
+            opening = re.match(r"^(?P<np>[^,\"“”]{1,80}?)\s+[a-z]+(?:ed|es|s)\b", sentence)
+            return opening.group("np") if opening else subject
+        return subject
+    participle = _PARTICIPLE.search(sentence)
+    if participle:
+        sentence = sentence[: participle.start()] + " said"
+    # The last speech verb before the quote is the one that introduces it.
+    according = _ACCORDING_OPENING.match(sentence)
+    if according:
+        return according.group("np")  # "According to the man, the steroids "…""
+    match = _INTRODUCER.match(sentence) if not participle else None
+    if participle:
+        opening = re.match(r"^(?P<np>[^,\"“”]{1,80}?)\s+[a-z]+ed\b", sentence)
+        return opening.group("np") if opening else sentence[: participle.start()]
+    return _clause_subject(match.group("np").strip(" ,")) if match else None
+
+
+_TAIL_SUBJECT = re.compile(
+    r"(?:^|\s)(?P<s>he|she|they|it|we|I|(?:[A-Z][\w'’.-]*\s+){0,3}[A-Z][\w'’.-]*)(?:\s+to)?$"
+)
+
+
+def _clause_subject(phrase: str) -> str:
+    """The subject right before the verb: 'Amid …, abandoning likes allowed Mosseri to' ->
+    'Mosseri'. An appositive ('…, the president of X') or a tag ('R-Neb.') is left to the
+    speaker resolver, which looks at every part."""
+    last = phrase.rsplit(",", 1)[-1].strip()
+    first = last.split()[0].lower() if last else ""
+    if (
+        not last
+        or first in {"the", "a", "an", "his", "her", "its", "their"}
+        or re.search(r"\d|^[A-Z]-[A-Z]", last)
+    ):
+        return phrase
+    match = _TAIL_SUBJECT.search(last)
+    return match.group("s") if match else phrase
+
+
+_MINOR_WORDS = frozenset("a an and as at by for from in into of on or the to with".split())
+
+
+def _is_title_like(text: str) -> bool:
+    """'Takin' It To the Streets': a title, its words capitalised, not speech."""
+    words = [w for w in text.split() if w[:1].isalpha() and w.lower() not in _MINOR_WORDS]
+    capitals = sum(1 for w in words if w[:1].isupper())
+    return bool(words) and capitals >= 0.7 * len(words) and not _END_PUNCT.search(text)
 
 
 def _continue_quote(
@@ -212,9 +331,17 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
             suffix = paragraphs[last.paragraph][last.end :] if last.closed else ""
             phrase = None if text.endswith(".") and not single else _phrase_after(suffix)
             phrase = phrase or _phrase_before(paragraph[: span.start])
-            if not _is_standalone(prefix, attributed_before) or not re.search(r"\w", text):
+            if not re.search(r"\w", text):
                 previous_end, attributed_before = span.end, False
                 continue
+            woven = not _is_standalone(prefix, attributed_before)
+            if woven:
+                introducer = _introduced_by(paragraph[: span.start], text)
+                attributed = phrase is not None and len(text.split()) >= _PARTIAL_WORDS
+                if introducer is None and not (attributed and span.closed):
+                    previous_end, attributed_before = span.end, False
+                    continue
+                phrase = introducer or phrase  # the verb before it beats a clause after
             if not _is_speech(last, text, suffix, phrase is not None):
                 previous_end = span.end
                 continue
@@ -234,10 +361,11 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                     narrative_from=narrative_from,
                 )
                 paragraph_speaker = (speaker, kind)
-            pending.append(Found(Quote(text, speaker), index, span.start, kind))
+            pending.append(Found(Quote(text, speaker), index, span.start, kind, woven))
             attributed_before = phrase is not None
             previous_end = span.end
-            narrative_from = (last.paragraph, last.end)
+            if not woven:
+                narrative_from = (last.paragraph, last.end)
         for item in pending:
             if item.quote.speaker is None:
                 if paragraph_speaker is not None and paragraph_speaker[0]:
@@ -247,7 +375,7 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                     # A quote paragraph of its own continues the previous speaker.
                     item.quote = Quote(item.quote.text, last_speaker)
                     item.kind = last_kind
-            if item.quote.speaker:
+            if item.quote.speaker and not item.woven:
                 last_speaker, last_kind = item.quote.speaker, item.kind
             found.append(item)
     return found

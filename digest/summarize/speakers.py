@@ -26,7 +26,8 @@ SPEECH_VERBS = (
     r"conceded|concedes|cautioned|claimed|claims|maintained|pointed out|points out|"
     r"concluded|announced|tweeted|posted|joked|laughed|urged|urges|suggested|suggests|"
     r"predicted|agreed|complained|reiterated|confirmed|confirms|vowed|pledged|countered|"
-    r"shouted|whispered|sighed|went on"
+    r"shouted|whispered|sighed|went on|testified|testifies|reported|recounted|asserted|asserts|"
+    r"alleged|alleges|boasted"
 )
 
 # Any capital letter, not only A-Z: "Élodie", "Ørsted", "Ñúñez".
@@ -57,6 +58,7 @@ _NOT_NAME = frozenset(
     Investors Police Students Parents Fans Supporters Critics Experts Researchers Scientists
     Leaders Voters Customers Users Employees Staff Doctors Nurses Teachers Farmers Families
     Hundreds Thousands Millions Dozens Owners Tenants Citizens Lawmakers Prosecutors Lawyers
+    Even Noting Critically Amid Audience
     Opponents Protesters Commuters Passengers Drivers Traders Economists""".split()
 )
 _HONORIFICS = frozenset("Mr Mr. Mrs Mrs. Ms Ms. Miss Mx Mx. Messrs Messrs. Mme Mme.".split())
@@ -172,7 +174,14 @@ _SPEECH_AFTER = re.compile(
     + SPEECH_VERBS
     + r"|described|called|recalled)\b"
 )
-_SPEECH_BEFORE = re.compile(r"\b(?:" + SPEECH_VERBS + r")\s+$")
+# Inverted attributions ("said Cho"); verbs that take an object ("urged Mr. Trump") are left
+# out, since the name after them is not the one speaking.
+_DIRECT_SPEECH = re.compile(r"^\s+(?:also\s+)?(?:" + SPEECH_VERBS + r")\b")
+_SPEECH_BEFORE = re.compile(
+    r"\b(?:said|says|added|adds|noted|notes|explained|explains|wrote|writes|continued|recalled|"
+    r"recalls|stated|argued|argues|insisted|remarked|observed|commented|conceded|concluded|"
+    r"tweeted|replied|responded|countered|joked|laughed|sighed|testified)\s+$"
+)
 
 
 def _without_place(name: str) -> str:
@@ -229,6 +238,34 @@ _STRONG_ORG_WORDS = frozenset(
 )
 
 
+_DOUBLE_MARK = re.compile('["“”]')
+_HEADING_WORDS = 14
+
+
+def _is_heading(paragraph: str) -> bool:
+    """A short line without a final stop: a crosshead, a headline or a link to a story."""
+    return len(paragraph.split()) <= _HEADING_WORDS and not re.search(
+        r"[.!?…:;\"'”’)\]]$", paragraph.rstrip()
+    )
+
+
+def _quoted_ranges(paragraph: str) -> list[tuple[int, int]]:
+    """The [start, end) stretches of a paragraph between double quotation marks."""
+    ranges: list[tuple[int, int]] = []
+    opened: int | None = None
+    for mark in _DOUBLE_MARK.finditer(paragraph):
+        # Copy mixes straight and curly marks: a straight one closes whatever is open.
+        opens = mark.group() == "“" or (mark.group() == '"' and opened is None)
+        if opens:
+            opened = mark.start() if opened is None else opened
+        elif opened is not None:
+            ranges.append((opened, mark.end()))
+            opened = None
+    if opened is not None:
+        ranges.append((opened, len(paragraph)))
+    return ranges
+
+
 def _is_org(name: str) -> bool:
     if not name:
         return True
@@ -248,22 +285,32 @@ class Mentions:
             position += len(paragraph) + 1
         self.text = "\n".join(paragraphs)
         self.mentions: list[Mention] = []
+        # Names written inside quotation marks (a title, a name in someone's speech) are
+        # kept, but only as a last resort when resolving a speaker.
+        self.quoted: set[tuple[int, int]] = set()
+        # Title-case lines without a stop (crossheads, "Related" links) name no speaker.
+        self.headings = {i for i, p in enumerate(paragraphs) if _is_heading(p)}
         # Each paragraph's sentences with their offsets, split once.
         self.sentences: list[list[tuple[int, str]]] = []
         for index, paragraph in enumerate(paragraphs):
             cursor = 0
             placed: list[tuple[int, str]] = []
+            quoted = _quoted_ranges(paragraph) if '"' in paragraph or "“" in paragraph else []
             for sentence in split_sentences(paragraph):
                 base = paragraph.find(sentence, cursor)
                 cursor = base + len(sentence)
                 placed.append((base, sentence))
                 for match in _CAPITAL_RUN.finditer(sentence):
                     run = match.group(0)
+                    at_run = base + match.start()
+                    inside = any(lo < at_run < hi for lo, hi in quoted)
                     for part in _parts(run):
                         name = _clean_run(part)
                         if name:
                             at = base + match.start() + run.find(name.split()[0])
                             self.mentions.append(Mention.of(index, at, name))
+                            if inside or index in self.headings:
+                                self.quoted.add((index, at))
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
         self._keys = [(m.paragraph, m.offset) for m in self.mentions]
@@ -346,6 +393,8 @@ class Mentions:
                 people.append(mention)
             elif _is_org(mention.name):
                 groups.append(mention)
+        outside = [m for m in people if (m.paragraph, m.offset) not in self.quoted]
+        people = outside or people
         if people:
             key = tuple(tokens)
             bound_to = self._bindings.get(key)
@@ -406,8 +455,8 @@ class Mentions:
         sentences: list[list[str]] = []
         for index, offset, sentence in self._sentences_between(start, end):
             if True:
-                if sentence[:1] in "\"“”‘'":
-                    continue  # quoted speech is not narrative about its subject
+                if sentence[:1] in "\"“”‘'" or index in self.headings:
+                    continue  # quoted speech, a crosshead or a link is not narrative
                 people: list[str] = []
                 heads = [sentence]
                 comma = sentence.find(",")
@@ -419,6 +468,7 @@ class Mentions:
                         people.append(person)
                         break
                 known = self._known_before(index, offset)
+                spoke: set[str] = set()
                 for match in _CAPITAL_RUN.finditer(sentence):
                     name = _clean_run(match.group(0))
                     if not self.is_person(name):
@@ -430,12 +480,28 @@ class Mentions:
                         "“"
                     ) > sentence[: match.start()].count("”"):
                         continue  # a name inside quotation marks is not narrative
-                    speaking = _SPEECH_AFTER.match(tail) or _SPEECH_BEFORE.search(head)
+                    speaking = _SPEECH_AFTER.match(tail) or (
+                        _SPEECH_BEFORE.search(head) and not match.group(0).endswith(_POSSESSIVE)
+                    )
                     introduced = not ({name, full} & known) and _PERSON_CUE.match(tail)
-                    if full not in people and (speaking or introduced):
+                    if speaking:
+                        spoke.add(full)
+                    if full in people or not (speaking or introduced):
+                        continue
+                    opening = people[0] if people else None
+                    direct = _DIRECT_SPEECH.match(tail) is not None
+                    if direct and opening and opening not in spoke and not self._spoke(opening):
+                        # The subject of a speech verb wins over the sentence's opening name.
+                        people.insert(0, full)
+                    else:
                         people.append(full)
                 sentences.append(people)
         return sentences
+
+    def _spoke(self, name: str) -> bool:
+        """Whether the text has `name` (or its surname) next to a speech verb anywhere."""
+        last = re.escape(name.split()[-1])
+        return bool(re.search(rf"\b{last}\s+(?:{SPEECH_VERBS})\b", self.text))
 
     def _opening_person(self, head: str, paragraph: int, offset: int) -> str | None:
         role = _ROLE_OPENING.match(head)
@@ -481,6 +547,8 @@ class Mentions:
                 return name
         if wanted:
             for mention in reversed(self._before(paragraph, offset)):
+                if mention.paragraph in self.headings:
+                    continue
                 full = self.fullest(mention.name, paragraph, offset)
                 if self.is_person(mention.name) and self.gender(full) == wanted:
                     return full
@@ -616,6 +684,8 @@ def resolve_speaker(
     chunks = _chunks(phrase)
     if not chunks:
         return None, "unknown"
+    if len(chunks) > 1 and chunks[-1].lower() in _PRONOUNS:
+        chunks = chunks[-1:]  # "… working in federal prisons, she said": she is the subject
     if len(chunks) > 1 and chunks[-1].lower() in {"which", "who"}:
         # "... referred questions to the Law Department, which said:" -> the department
         runs = [m.group(0) for m in _CAPITAL_RUN.finditer(chunks[-2])]
@@ -633,6 +703,11 @@ def resolve_speaker(
         return (person, "pronoun") if person else (None, "unknown")
     if first in {"a", "an"}:
         return _describe(choice), "described"
+    described = not choice[:1].isupper() or first in _DETERMINERS
+    inner = _person_inside(choice, mentions, paragraph, offset) if " " in choice else None
+    if inner and described:
+        # "planetary geologist Rosaly Lopes", "the 14th-ranked Schwartzman": the name wins.
+        return inner, "named"
     if first in _DETERMINERS or first.endswith(_POSSESSIVE):
         role = _DESCRIPTION_END.sub("", choice).strip()
         resolved = mentions.resolve_role(role, paragraph, offset)
@@ -644,9 +719,44 @@ def resolve_speaker(
             return people[0], "named"
         return role[0].lower() + role[1:], "described"
     name = _NAME_END.sub("", choice).strip(" .")
+    if name in _NOT_NAME and name.endswith("s") and name.lower() not in _PRONOUNS:
+        return name.lower(), "described"  # "Prosecutors alleged …", "Critics say …"
     if not name[:1].isupper():
         return None, "unknown"
+    run = _CAPITAL_RUN.match(choice)
+    rest = choice[run.end() :].strip() if run else ""
+    if run and (not rest or rest[:1].islower()):
+        if inner and rest:
+            return inner, "named"  # "Taliban spokesman Zabihullah Mujahid"
+        whole = _clean_run(run.group(0))
+        # "Secretary of State Mike Pompeo" keeps its title; "Thomas allegedly" drops the rest.
+        name = whole if " of " in whole and mentions.is_person(whole) else _NAME_END.sub("", whole)
+    name = name.strip(" .")
+    if not name:
+        return None, "unknown"
     return mentions.fullest(name, paragraph, offset), "named"
+
+
+def _person_inside(choice: str, mentions: Mentions, paragraph: int, offset: int) -> str | None:
+    """A person's name after a short description, resolved to its fullest mention.
+
+    "JPL scientist Michael Malaska", "the 14th-ranked Schwartzman": only a few lower-case
+    words (and one leading capitalised run) may stand before the name.
+    """
+    for match in _CAPITAL_RUN.finditer(choice):
+        if match.start() == 0:
+            continue
+        before = choice[: match.start()]
+        lead = _CAPITAL_RUN.match(before)
+        between = before[lead.end() :] if lead else before
+        if not re.fullmatch(r"\s*(?:[a-z0-9][\w'’&-]*\s+){1,4}", between):
+            return None
+        name = _clean_run(_NAME_END.sub("", match.group(0)))
+        if mentions.is_person(name) or (
+            len(name.split()) == 1 and mentions.is_person(mentions.fullest(name, paragraph, offset))
+        ):
+            return mentions.fullest(name, paragraph, offset)
+    return None
 
 
 def _is_name_chunk(chunk: str) -> bool:
