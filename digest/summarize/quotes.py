@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from digest.models import Quote
+from digest.summarize.lexicon import SPEECH_VERBS
+from digest.summarize.mentions import Mentions
 from digest.summarize.sentences import split_sentences
-from digest.summarize.speakers import SPEECH_VERBS, Mentions, resolve_speaker
+from digest.summarize.speakers import resolve_speaker
 
 # After a quote, "described" and "comments" attribute it too ("…," the patient described).
 _VERB = r"(?:" + SPEECH_VERBS + r"|described|comments)"
