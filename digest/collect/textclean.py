@@ -225,49 +225,74 @@ def _is_chrome(text: str, short: bool) -> bool:
 
 
 def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ()) -> list[Line]:
-    """Label each line with what it most likely is."""
+    """Label each line with what it most likely is: first alone, then by its neighbours."""
     counts = Counter(lines)
-    out: list[Line] = []
-    for index, text in enumerate(lines):
-        words = _count_words(text)
-        short = words <= _SHORT_CHROME_WORDS
-        repeated = counts[text] > 1 and words >= 4
-        neighbours = [*lines[index - 1 : index], *lines[index + 1 : index + 2]]
-        kind: Kind
-        if any(p.search(text) for p in extra_chrome):
-            kind = Kind.CHROME
-        elif short and (_BREAKERS.match(text) or _COMMENTS_HEAD.match(text)):
-            kind = Kind.BREAKER
-        elif _is_chrome(text, short):
-            kind = Kind.CHROME
-        elif _IMAGE_LABEL.match(text) or (
-            _has_credit(text) and not _looks_like_quote_or_attribution(text)
-        ):
-            kind = Kind.CAPTION
-        elif repeated and text in neighbours and not _BULLET.match(text):
-            kind = Kind.CAPTION  # photo captions are printed twice in a row
-        elif words <= 12 and (_BYLINE.match(text) or _BYLINE_ROLE.match(text)):
-            kind = Kind.BYLINE
-        elif words <= 12 and _DATE_LINE.match(text):
-            kind = Kind.META
-        elif is_prose(text) or _BULLET.match(text):
-            kind = Kind.PROSE
-        else:
-            kind = Kind.OTHER
-        out.append(Line(text, kind, words))
+    out = [
+        _label(
+            text, [*lines[index - 1 : index], *lines[index + 1 : index + 2]], counts, extra_chrome
+        )
+        for index, text in enumerate(lines)
+    ]
+    for rule in (_bio_and_comment_heads, _signup_pitches, _labelled_links):
+        rule(out)
+    return out
+
+
+def _label(
+    text: str,
+    neighbours: Sequence[str],
+    counts: Counter[str],
+    extra_chrome: Sequence[re.Pattern[str]],
+) -> Line:
+    """What one line is by itself (and whether it repeats the line beside it)."""
+    words = _count_words(text)
+    short = words <= _SHORT_CHROME_WORDS
+    repeated = counts[text] > 1 and words >= 4
+    kind: Kind
+    if any(p.search(text) for p in extra_chrome):
+        kind = Kind.CHROME
+    elif short and (_BREAKERS.match(text) or _COMMENTS_HEAD.match(text)):
+        kind = Kind.BREAKER
+    elif _is_chrome(text, short):
+        kind = Kind.CHROME
+    elif _IMAGE_LABEL.match(text) or (
+        _has_credit(text) and not _looks_like_quote_or_attribution(text)
+    ):
+        kind = Kind.CAPTION
+    elif repeated and text in neighbours and not _BULLET.match(text):
+        kind = Kind.CAPTION  # photo captions are printed twice in a row
+    elif words <= 12 and (_BYLINE.match(text) or _BYLINE_ROLE.match(text)):
+        kind = Kind.BYLINE
+    elif words <= 12 and _DATE_LINE.match(text):
+        kind = Kind.META
+    elif is_prose(text) or _BULLET.match(text):
+        kind = Kind.PROSE
+    else:
+        kind = Kind.OTHER
+    return Line(text, kind, words)
+
+
+def _relabel(out: list[Line], index: int, kind: Kind) -> None:
+    out[index] = Line(out[index].text, kind, out[index].words)
+
+
+def _bio_and_comment_heads(out: list[Line]) -> None:
+    """An "About <name>" head over a bio naming them, a commenter over a date: page ends."""
     for index in range(len(out) - 1):
         following = out[index + 1]
-        # The bio under the heading names the same person.
         names = out[index].text.split()[1:]
         if (
             _BIO_HEAD.match(out[index].text)
             and following.kind is Kind.PROSE
             and any(word in following.text for word in names)
         ):
-            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
-        if _COMMENTER.match(out[index].text) and out[index + 1].kind is Kind.META:
-            out[index] = Line(out[index].text, Kind.BREAKER, out[index].words)
-    # A newsletter box's pitch line belongs to the box.
+            _relabel(out, index, Kind.BREAKER)
+        if _COMMENTER.match(out[index].text) and following.kind is Kind.META:
+            _relabel(out, index, Kind.BREAKER)
+
+
+def _signup_pitches(out: list[Line]) -> None:
+    """A newsletter box's pitch line belongs to the box."""
     for index in range(1, len(out)):
         line, previous = out[index], out[index - 1]
         if (
@@ -276,14 +301,17 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
             and previous.kind is Kind.CHROME
             and _SIGNUP.search(previous.text)
         ):
-            out[index] = Line(line.text, Kind.CHROME, line.words)
-    # A bare "Read more" / "Related" label points at the headline on the next line.
+            _relabel(out, index, Kind.CHROME)
+
+
+def _labelled_links(out: list[Line]) -> None:
+    """A bare "Read more" / "Related" label points at the headline on the next line."""
     for index in range(len(out) - 1):
-        if out[index].kind in (Kind.CHROME, Kind.BREAKER) and _LABEL_ONLY.match(out[index].text):
-            following = out[index + 1]
-            if following.kind is Kind.OTHER:
-                out[index + 1] = Line(following.text, Kind.CHROME, following.words)
-    return out
+        label = out[index].kind in (Kind.CHROME, Kind.BREAKER) and _LABEL_ONLY.match(
+            out[index].text
+        )
+        if label and out[index + 1].kind is Kind.OTHER:
+            _relabel(out, index + 1, Kind.CHROME)
 
 
 def _weight(line: Line) -> float:
