@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Literal
+
+# How a quote's speaker is known, from the surest to none: a name, a description of an
+# unnamed source, a pronoun, an organisation, or not at all.
+SpeakerKind = Literal["named", "described", "pronoun", "organisation", "unknown"]
 
 SPEECH_VERBS = (
     r"said|says|say|told|tells|added|adds|noted|notes|explained|explains|stated|states|"

@@ -38,6 +38,7 @@ from digest.summarize.lexicon import (
     STRONG_ORG_WORDS,
     SYNONYMS,
     TITLE_ABBREVIATIONS,
+    SpeakerKind,
     describe,
     role_patterns,
 )
@@ -410,7 +411,9 @@ class Mentions:
                     return full
         return None
 
-    def resolve_role(self, role: str, paragraph: int, offset: int) -> tuple[str, str] | None:
+    def resolve_role(
+        self, role: str, paragraph: int, offset: int
+    ) -> tuple[str, SpeakerKind] | None:
         """'the foreign minister' -> the person or unnamed source introduced in that role."""
         words = role.lower().replace("’", "'").split()
         head = re.sub(r"'s$", "", words[-1])
@@ -419,7 +422,7 @@ class Mentions:
         else:
             heads = SYNONYMS.get(head, (head,))
         context = self._context(paragraph, offset)
-        candidates: list[tuple[int, str, str]] = []
+        candidates: list[tuple[int, str, SpeakerKind]] = []
         for position in range(bisect_left(self._keys, (paragraph, offset))):
             mention, title = self.mentions[position], self._titles[position]
             if any(all(w in title for w in h.split()) for h in heads) and self.is_person(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from digest.models import Quote
-from digest.summarize.lexicon import SPEECH_VERBS
+from digest.summarize.lexicon import SPEECH_VERBS, SpeakerKind
 from digest.summarize.mentions import Mentions
 from digest.summarize.sentences import split_sentences
 from digest.summarize.speakers import resolve_speaker
@@ -79,7 +79,7 @@ class Found:
     quote: Quote
     paragraph: int
     offset: int
-    kind: str  # named | described | pronoun | organisation | unknown
+    kind: SpeakerKind
     woven: bool = False  # inside the reporter's sentence: the narrative goes on around it
 
 
@@ -309,12 +309,12 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
     mentions = Mentions(paragraphs)
     found: list[Found] = []
     last_speaker: str | None = None
-    last_kind = "unknown"
+    last_kind: SpeakerKind = "unknown"
     narrative_from = (0, 0)  # where the text since the previous quote begins
     consumed: set[tuple[int, int]] = set()  # spans already joined into an earlier quote
     for index, spans in enumerate(spans_by_paragraph):
         paragraph = paragraphs[index]
-        paragraph_speaker: tuple[str | None, str] | None = None
+        paragraph_speaker: tuple[str | None, SpeakerKind] | None = None
         pending: list[Found] = []
         previous_end = 0
         attributed_before = False
@@ -348,7 +348,7 @@ def find_quotes(paragraphs: Sequence[str]) -> list[Found]:
                 previous_end = span.end
                 continue
             speaker: str | None = None
-            kind = "unknown"
+            kind: SpeakerKind = "unknown"
             if phrase is None and span.start > 0 and not attributed_before:
                 # 'Asked whether ..., she smiled. "Eight years ago ..."' -- the narrative
                 # sentence right before an unattributed quote names who speaks.

@@ -23,6 +23,7 @@ from digest.summarize.lexicon import (
     ORG_ROLE,
     POSSESSIVE,
     PRONOUNS,
+    SpeakerKind,
     describe,
 )
 from digest.summarize.mentions import Mentions, clean_run
@@ -56,7 +57,7 @@ def resolve_speaker(
     *,
     last_speaker: str | None,
     narrative_from: tuple[int, int],
-) -> tuple[str | None, str]:
+) -> tuple[str | None, SpeakerKind]:
     """The speaker an attribution phrase names, and how: named|described|pronoun|unknown."""
     chunks = _chunks(phrase)
     if not chunks:
