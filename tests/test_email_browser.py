@@ -22,16 +22,17 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Route, sync_playwright
 
 from digest.mail.message import MessageTemplate
-from digest.models import Subscriber
+from digest.models import Digest, Subscriber
 from digest.render import render_digest
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.golden.sample import BRAND, golden_digest
+from tests.golden.sample import BRAND, golden_digest, long_digest
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "email"
 DOCS = REPO / "docs"
 EMAIL_URL = "https://mail.example.net/message/1"  # a webmail page, as far as Chromium knows
 PLAIN_URL = "https://mail.example.net/message/2"  # the same email without a logo
+LONG_URL = "https://mail.example.net/message/3"  # a 30-story digest
 LOGO_URL = "https://digest.example.org/static/logo.png"
 LOGO_SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="36" viewBox="0 0 200 36">'
@@ -85,10 +86,10 @@ CONTRAST_JS = """
 """
 
 
-def _email_html(logo: bool) -> str:
+def _email_html(logo: bool, digest: Digest | None = None) -> str:
     """The HTML part exactly as one subscriber receives it."""
     brand = dataclasses.replace(BRAND, logo_url=LOGO_URL if logo else "")
-    rendered = render_digest(golden_digest(), brand)
+    rendered = render_digest(digest or golden_digest(), brand)
     template = MessageTemplate(
         rendered,
         sender_name=brand.sender_name,
@@ -111,7 +112,11 @@ def _email_html(logo: bool) -> str:
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """Chromium with a fresh profile; the email and its logo are served from memory."""
     profile = tmp_path_factory.mktemp("chromium-profile")
-    pages = {EMAIL_URL: _email_html(logo=True), PLAIN_URL: _email_html(logo=False)}
+    pages = {
+        EMAIL_URL: _email_html(logo=True),
+        PLAIN_URL: _email_html(logo=False),
+        LONG_URL: _email_html(logo=False, digest=long_digest(30)),
+    }
 
     def serve(route: Route) -> None:
         if route.request.url in pages:
@@ -212,3 +217,36 @@ def test_docs_screenshots_are_refreshed_on_request(browser):
                 shutil.copyfile(target, DOCS / name)
         finally:
             page.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [320, 375, 600])
+def test_a_long_digest_opens_with_its_contents_and_fits(browser, width, scheme):
+    """30 stories: no sideways scrolling, a contents list whose links reach their story."""
+    page = _open(browser, width, scheme, LONG_URL)
+    try:
+        page.set_viewport_size({"width": width, "height": 1000 if width >= 600 else 812})
+        scroll_width, inner_width = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert scroll_width <= inner_width, f"sideways scrolling at {width}px: {scroll_width}"
+        assert page.get_by_role("heading", name="In this issue").is_visible()
+        assert page.get_by_role("heading", level=3).count() == 30
+        samples = page.evaluate(CONTRAST_JS)
+        unreadable = [s for s in samples if not s["ratio"] >= s["required"] or s["size"] < 12]
+        assert unreadable == [], unreadable[:3]
+        name = f"email-long-{width}-{scheme}.png"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / name))
+        if os.environ.get("UPDATE_GOLDEN") == "1" and width in (375, 600):
+            shutil.copyfile(ARTIFACTS / name, DOCS / name)
+        tenth = page.locator(".contents-list a").nth(9)
+        title = tenth.inner_text()
+        tenth.click()
+        page.wait_for_function("location.hash === '#story-10'")
+        story = page.locator("#story-10 h3")
+        assert story.inner_text() == title
+        box = story.bounding_box()
+        assert box is not None and 0 <= box["y"] < 812  # scrolled into view
+    finally:
+        page.close()

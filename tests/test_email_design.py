@@ -6,40 +6,22 @@ leads, two quotes each) must stay under 75 KB as sent, well inside Gmail's ~102 
 
 from __future__ import annotations
 
-import json
-from datetime import date
-from pathlib import Path
-
 import lxml.html
 import pytest
 from starlette.testclient import TestClient
 
-from digest.models import Article, Digest, DigestItem, Quote, Summary
+from digest.models import Digest
 from digest.pipeline import open_store, run_digest
 from digest.render import html_part_size, quote_end, render_digest
 from digest.subscribers import add_subscriber
 from digest.web import create_app
-from tests.golden.sample import BRAND, golden_digest
+from tests.golden.sample import BRAND, golden_digest, long_digest
 
-FIXTURES = Path(__file__).parent / "fixtures" / "summaries"
 SOURCES = ("Local Desk", "Example Science Wire", "Metro Wire")
 
 
 def thirty_stories() -> Digest:
-    items = []
-    for n, path in enumerate(sorted(FIXTURES.glob("*.json"))[:30]):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        article = Article(
-            title=data["title"],
-            paragraphs=(data["lead"],),
-            source=SOURCES[n % len(SOURCES)],
-            url=f"https://www.news.example.org/{path.stem}",
-            byline=data.get("byline"),
-        )
-        quotes = tuple(Quote(q["text"], q.get("speaker")) for q in data["quotes"][:2])
-        items.append(DigestItem(article, Summary(data["lead"], quotes)))
-    assert len(items) == 30
-    return Digest("daily/2026-11-28", "The Daily Digest", date(2026, 11, 28), tuple(items))
+    return long_digest(30)
 
 
 def test_thirty_stories_fit_in_75_kb_as_sent():

@@ -6,7 +6,9 @@ and review the diff of tests/golden/ by eye.
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
 from digest.models import Article, Digest, DigestItem, Quote, Summary
 from digest.render import Branding
@@ -95,3 +97,25 @@ def golden_digest() -> Digest:
         items=items,
         intro="A quiet week at the port, a loud one in the Senate.",
     )
+
+
+SUMMARIES = Path(__file__).resolve().parent.parent / "fixtures" / "summaries"
+SOURCES = ("Local Desk", "Example Science Wire", "Metro Wire")
+
+
+def long_digest(stories: int = 30) -> Digest:
+    """A long digest of real-length stories: the summarizer's fixtures, two quotes each."""
+    items = []
+    for n, path in enumerate(sorted(SUMMARIES.glob("*.json"))[:stories]):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        article = Article(
+            title=data["title"],
+            paragraphs=(data["lead"],),
+            source=SOURCES[n % len(SOURCES)],
+            url=f"https://www.news.example.org/{path.stem}",
+            byline=data.get("byline"),
+        )
+        quotes = tuple(Quote(q["text"], q.get("speaker")) for q in data["quotes"][:2])
+        items.append(DigestItem(article, Summary(data["lead"], quotes)))
+    assert len(items) == stories
+    return Digest("daily/2026-11-28", "The Daily Digest", date(2026, 11, 28), tuple(items))
