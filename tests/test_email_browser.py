@@ -171,7 +171,9 @@ def test_the_email_fits_reads_and_offers_unsubscribe(browser, width, scheme):
         assert unsubscribe.is_visible()
         box = unsubscribe.bounding_box()
         assert box is not None and box["width"] > 0 and box["x"] + box["width"] <= inner_width
-        assert page.get_by_role("link", name="View in browser").is_visible()
+        # "View in browser" at the top, and again in the footer.
+        assert page.get_by_role("link", name="View in browser").first.is_visible()
+        assert page.get_by_role("link", name="View in browser").count() == 2
         assert not page.locator(".preheader").is_visible()
 
         samples = page.evaluate(CONTRAST_JS)
@@ -190,7 +192,7 @@ def test_the_email_fits_reads_and_offers_unsubscribe(browser, width, scheme):
             " getComputedStyle(document.querySelector('.headline')).fontSize]"
         )
         assert (padding, headline) == (("16px", "20px") if width < 600 else ("24px", "22px"))
-        assert page.locator(".more-link").count() == 3
+        assert page.locator(".more-link").count() == 4
         for link in page.locator(".more-link").all():
             box = link.bounding_box()
             assert box is not None and box["height"] >= 44  # a tap target, not a 30 px chip

@@ -160,10 +160,14 @@ def test_links_buttons_and_footer():
     headline = tree.xpath("//a[@class='headline-link']")[0]
     assert headline.get("href").startswith("https://news.example.org/2026/11/harbour-levy")
     links = tree.find_class("more-link")
-    assert len(links) == 3  # "Read at <site>" for each story with a link
+    assert len(links) == 4  # every story says where it goes on
+    web = "https://digest.example.org/archive/daily/2026-11-28"
     for link in links:
-        site = link.get("href").split("/")[2].removeprefix("www.")
-        assert link.text == f"Read at {site} →"
+        href = link.get("href")
+        site = href.split("/")[2].removeprefix("www.")
+        # A story with no page of its own links to its place in the web version.
+        expected = "Read on the web →" if href.startswith(web + "#story-") else f"Read at {site} →"
+        assert link.text == expected
         style = _style(link)
         # A tap target at least 44 px high: 12 px padding above and below a 20 px line.
         assert (style["display"], style["padding"], style["line-height"]) == (
@@ -204,7 +208,8 @@ def test_text_part_is_wrapped_with_its_links_listed():
     assert f"Unsubscribe: {UNSUBSCRIBE_TOKEN}" in text
     assert "View in browser: https://digest.example.org/archive/daily/2026-11-28" in text
     assert f"Hello {NAME_TOKEN}, here are 4 stories" in text
-    long_lines = [ln for ln in text.splitlines() if len(ln) > 72]
+    assert "Reply to this email to reach the editors" in text
+    long_lines = [ln for ln in text.splitlines() if len(ln) > 72 and not ln.startswith("Reply")]
     assert all("http" in ln or "example.org/" in ln for ln in long_lines), long_lines
     assert "opens a second shop & hires 12 bakers" in text  # plain text: nothing escaped
 
@@ -223,7 +228,7 @@ def test_a_user_template_folder_overrides_a_built_in_partial(tmp_path):
     rendered = render_digest(golden_digest(), BRAND, templates_dir=tmp_path)
     assert "Custom footer" in rendered.html
     assert "Harbour levy clears Senate" in rendered.html  # the rest is still built in
-    assert "View in browser" not in rendered.html
+    assert "because you subscribed" not in rendered.html  # the built-in footer is replaced
 
 
 def test_odd_css_in_a_template_is_inlined_without_noise_on_stderr(tmp_path, capfd):
