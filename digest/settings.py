@@ -301,6 +301,34 @@ class WebSettings(_Section):
         return value
 
 
+class WebhookSettings(_Section):
+    postmark_username: str = Field(
+        "postmark", description="User name in the Postmark webhook URL's basic auth."
+    )
+    postmark_password: SecretStr | None = Field(
+        None,
+        description="Password in the Postmark webhook URL; set DIGEST_WEBHOOKS__POSTMARK_PASSWORD. "
+        "Unset, /webhooks/postmark answers 404.",
+    )
+    mailgun_signing_key: SecretStr | None = Field(
+        None,
+        description="Mailgun's HTTP webhook signing key; set DIGEST_WEBHOOKS__MAILGUN_SIGNING_KEY.",
+    )
+    sendgrid_public_key: str = Field(
+        "", description="SendGrid's signed event webhook verification key (base64), as shown."
+    )
+    max_age: int = Field(
+        900, ge=60, le=86_400, description="Seconds a signed webhook stays valid (replays)."
+    )
+
+    @field_validator("postmark_password", "mailgun_signing_key")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 8:
+            raise ValueError("is empty or too short to keep anyone out; set the real one")
+        return value
+
+
 def _check_zone(value: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -381,6 +409,7 @@ class Settings(BaseSettings):
     digest: DigestSettings = DigestSettings()
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     dkim: DkimSettings = DkimSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     collect: CollectSettings = CollectSettings()
@@ -463,6 +492,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _ENVIRONMENT_ONLY = {
     ("delivery", "smtp_password"): "DIGEST_DELIVERY__SMTP_PASSWORD",
     ("delivery", "api_key"): "DIGEST_DELIVERY__API_KEY",
+    ("webhooks", "postmark_password"): "DIGEST_WEBHOOKS__POSTMARK_PASSWORD",
+    ("webhooks", "mailgun_signing_key"): "DIGEST_WEBHOOKS__MAILGUN_SIGNING_KEY",
 }
 
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from digest.pipeline import open_store
 from digest.settings import Settings
 from digest.subscribers import secret_key
-from digest.web import archive, operator, public
+from digest.web import archive, operator, public, webhooks
 from digest.web.archive import neutral as neutral
 from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
 from digest.web.guard import is_loopback as is_loopback
@@ -39,6 +39,9 @@ ROUTES = [
     Route("/unsubscribe/{token}", public.unsubscribe, methods=["GET", "POST"]),
     Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", public.confirm),
+    Route("/webhooks/postmark", webhooks.postmark, methods=["POST"]),
+    Route("/webhooks/mailgun", webhooks.mailgun, methods=["POST"]),
+    Route("/webhooks/sendgrid", webhooks.sendgrid, methods=["POST"]),
 ]
 
 

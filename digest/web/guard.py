@@ -77,16 +77,18 @@ def _same_origin(request: Request, base_url: str) -> bool:
     return origin.rstrip("/") in own
 
 
-def _password_ok(request: Request, password: str) -> bool:
+def password_ok(request: Request, password: str, user: str | None = None) -> bool:
+    """HTTP basic auth with this password (and this user, when one is given)."""
     header = request.headers.get("authorization", "")
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic":
         return False
     try:
-        _user, _, given = base64.b64decode(encoded).decode().partition(":")
+        given_user, _, given = base64.b64decode(encoded).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return False
-    return hmac.compare_digest(given.encode(), password.encode())
+    user_ok = user is None or hmac.compare_digest(given_user.encode(), user.encode())
+    return hmac.compare_digest(given.encode(), password.encode()) and user_ok
 
 
 class PerClientLimit:
@@ -124,7 +126,7 @@ def _refusal(request: Request) -> Response | None:
                 status_code=429,
                 headers={"Retry-After": str(int(SIGN_IN_WINDOW))},
             )
-        if not _password_ok(request, password.get_secret_value()):
+        if not password_ok(request, password.get_secret_value()):
             if "authorization" in request.headers:
                 shared.sign_ins.allow(client)  # count the failed attempt
             return Response(
