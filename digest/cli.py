@@ -429,6 +429,25 @@ def schedule(
     run_schedule(_settings(ctx), once=once)
 
 
+def _print_outcomes(settings: Settings) -> None:
+    """The last issues of the daily list: sent, failed, and who left within a week."""
+    from digest import store
+    from digest.outcomes import LEFT, issue_outcomes
+
+    outcomes = issue_outcomes(store.connect(settings.db_url), settings.digest.list_name)
+    if not outcomes:
+        return
+    table = Table(title=f"How the last issues did ({settings.digest.list_name})")
+    for column in ("Issue", "Sent", "Failed", "Pending", *(s.title() for s in LEFT)):
+        table.add_column(column, justify="left" if column == "Issue" else "right")
+    for item in outcomes:
+        counts = [item.deliveries.get(s, 0) for s in ("sent", "failed", "pending")]
+        left = [item.left.get(s, 0) for s in LEFT]
+        table.add_row(item.key, *(str(n) for n in counts + left))
+    console.print(table)
+    console.print("Bounced, complained and unsubscribed: readers of the issue, within 7 days.")
+
+
 @app.command()
 def status(ctx: typer.Context) -> None:
     """Show the next scheduled runs, the last digest and its deliveries, and source health.
@@ -457,6 +476,7 @@ def status(ctx: typer.Context) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item.deliveries.items()))
         digests.add_row(item.list_name, item.last_key or "none yet", composed, counts or "-")
     console.print(digests)
+    _print_outcomes(_settings(ctx))
     sources = Table(title="Sources")
     for column in ("Source", "Status", "Last checked", "Failures in a row", "Last error"):
         sources.add_column(column)

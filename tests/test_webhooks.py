@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
 from digest import store
-from digest.pipeline import open_store
+from digest.pipeline import open_store, run_digest
 from digest.settings import load_settings
-from digest.subscribers import add_subscriber
+from digest.subscribers import add_subscriber, remove_subscriber
 from digest.web import create_app
 from tests.conftest import write_config
 from tests.mailservers import free_port
@@ -221,3 +221,26 @@ def test_a_real_server_takes_a_signed_complaint(served, cli):
     response = httpx.post(served + "/webhooks/mailgun", json=mailgun_body(complaint))
     assert response.status_code == 200 and response.json()["changed"] == 1
     assert "complained" in cli("subscribers", "show", "ann@example.org").stdout
+
+
+def test_status_shows_how_the_last_issue_did(tmp_path, monkeypatch, cli):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(write_config(tmp_path))
+    engine = open_store(settings)
+    for address in ("ann@example.org", "bo@example.org", "cy@example.org", "di@example.org"):
+        add_subscriber(engine, address)
+    report = run_digest(settings)
+    remove_subscriber(engine, "ann@example.org")
+    client = TestClient(create_app(settings), base_url=PUBLIC, client=("198.51.100.9", 1))
+    complaint = {"event": "complained", "recipient": "bo@example.org"}
+    assert client.post("/webhooks/mailgun", json=mailgun_body(complaint)).status_code == 200
+    out = cli("status", env=ENV).stdout
+    row = next(
+        line
+        for line in out.splitlines()
+        if report.key in line and "│" in line and "sent" not in line
+    )
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    # Issue, Sent, Failed, Pending, Bounced, Complained, Unsubscribed
+    assert cells == [report.key, "4", "0", "0", "0", "1", "1"]
