@@ -326,6 +326,17 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'digest.db'}"
 
+    @model_validator(mode="after")
+    def _shared_secret_for_a_shared_database(self) -> Settings:
+        # Several hosts share a server database; a key generated into one host's data_dir
+        # would sign links that every other host rejects.
+        if self.secret_key is None and not self.db_url.startswith("sqlite"):
+            raise DigestError(
+                "With a database other than SQLite, set DIGEST_SECRET_KEY, the same on every "
+                "host, so that links signed on one host work on all of them."
+            )
+        return self
+
     @property
     def outbox_path(self) -> Path:
         return self.delivery.outbox_dir or self.data_dir / "outbox"

@@ -50,6 +50,7 @@ from digest.store.people import (
     subscriber_history,
     subscribers_by_email,
     update_subscriber,
+    update_subscribers,
 )
 from digest.store.schema import (
     MIGRATIONS,
@@ -126,4 +127,5 @@ __all__ = [
     "unfinished_digests",
     "unsent_articles",
     "update_subscriber",
+    "update_subscribers",
 ]
