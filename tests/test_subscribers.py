@@ -113,8 +113,9 @@ def test_import_sends_a_few_statements_per_chunk_not_one_per_row(engine, tmp_pat
     people, renamed = tmp_path / "people.csv", tmp_path / "renamed.csv"
     rows = range(1200)
     people.write_text("email,name\n" + "".join(f"p{n}@example.org,P{n}\n" for n in rows))
-    renamed.write_text(
-        "email,name,status\n" + "".join(f"p{n}@example.org,Q{n},unsubscribed\n" for n in rows)
+    renamed.write_text(  # rows of two shapes: name and status; name, status and topics
+        "email,name,status,topics\n"
+        + "".join(f"p{n}@example.org,Q{n},unsubscribed,{'Ünï' * (n % 2)}\n" for n in rows)
     )
     added = _statements_while(engine, lambda: import_csv(engine, people))
     updated = _statements_while(engine, lambda: import_csv(engine, renamed))
@@ -122,6 +123,10 @@ def test_import_sends_a_few_statements_per_chunk_not_one_per_row(engine, tmp_pat
     people_now = _people(engine)
     assert len(people_now) == 1200 and people_now["p7@example.org"].name == "Q7"
     assert people_now["p7@example.org"].status == "unsubscribed"
+    assert (
+        people_now["p7@example.org"].topics == ("ünï",)
+        and people_now["p8@example.org"].topics == ()
+    )
     with store.transaction(engine) as conn:
         history = [
             event for event, _ in store.subscriber_history(conn, people_now["p7@example.org"].id)

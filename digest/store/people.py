@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber
@@ -99,7 +100,13 @@ def subscribers_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, S
     """The subscribers among these addresses, by address: one query for a whole chunk."""
     if not emails:
         return {}
-    rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(list(emails))))
+    wanted: sa.ColumnElement[bool] = subscribers.c.email.in_(list(emails))
+    if conn.dialect.name == "postgresql":
+        # One array parameter instead of one per address: PostgreSQL parses and plans a
+        # statement with 500 parameters for longer than it takes to find the 500 rows.
+        addresses = sa.bindparam("emails", list(emails), type_=postgresql.ARRAY(sa.String))
+        wanted = subscribers.c.email == sa.any_(addresses)
+    rows = conn.execute(sa.select(subscribers).where(wanted))
     found = (_subscriber_from_row(row) for row in rows)
     return {s.email: s for s in found}
 
@@ -166,6 +173,9 @@ def update_subscribers(conn: Connection, changes: Sequence[tuple[int, dict[str, 
             {"sid": subscriber_id, **{f"new_{k}": v for k, v in values.items()}}
         )
     for columns, params in shapes.items():
+        if conn.dialect.name == "postgresql":
+            _update_from_arrays(conn, columns, params, stamp)
+            continue
         setting: dict[str, Any] = {
             c: sa.bindparam(f"new_{c}", type_=subscribers.c[c].type) for c in columns
         }
@@ -180,6 +190,31 @@ def update_subscribers(conn: Connection, changes: Sequence[tuple[int, dict[str, 
     ]
     if events:
         conn.execute(subscriber_events.insert(), events)
+
+
+def _update_from_arrays(
+    conn: Connection, columns: tuple[str, ...], params: list[dict[str, Any]], stamp: datetime
+) -> None:
+    # One UPDATE ... FROM unnest(ids, names, ...) per shape: one statement and one array
+    # parameter per column, however many rows (executemany still runs one per row).
+    keys = ("sid", *columns)
+    values = {k: [p[k if k == "sid" else f"new_{k}"] for p in params] for k in keys}
+    values["topics"] = [json.dumps(list(t)) for t in values.get("topics", [])]
+    arrays = [
+        sa.bindparam(
+            f"all_{k}",
+            values[k],
+            type_=postgresql.ARRAY(sa.Integer if k == "sid" else sa.Text),
+        )
+        for k in keys
+    ]
+    changed = sa.func.unnest(*arrays).table_valued(*keys).render_derived("changed")
+    setting: dict[str, Any] = {
+        c: sa.cast(changed.c[c], sa.JSON) if c == "topics" else changed.c[c] for c in columns
+    }
+    if "status" in columns:
+        setting["status_changed_at"] = stamp
+    conn.execute(subscribers.update().where(subscribers.c.id == changed.c.sid).values(setting))
 
 
 def iter_subscribers(
