@@ -17,6 +17,7 @@ from digest.store.articles import (
     source_validators,
     unsent_articles,
 )
+from digest.store.claims import claim_deliveries, release_claims, renew_claims
 from digest.store.leases import (
     acquire_lease,
     lease_holder,
@@ -79,6 +80,7 @@ __all__ = [
     "add_article",
     "add_articles",
     "articles",
+    "claim_deliveries",
     "connect",
     "create_digest",
     "deliveries",
@@ -109,7 +111,9 @@ __all__ = [
     "record_deliveries",
     "record_event",
     "record_source_health",
+    "release_claims",
     "release_lease",
+    "renew_claims",
     "renew_lease",
     "schema_version",
     "sent_digests",

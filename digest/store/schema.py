@@ -137,6 +137,10 @@ deliveries = sa.Table(
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Added by _v5_delivery_claims: which worker is sending a pending row, and until when
+    # its claim holds unless renewed (see store/claims.py).
+    sa.Column("claimed_by", sa.String(200)),
+    sa.Column("claimed_until", UTCDateTime()),
     sa.Index("ix_deliveries_pending", "digest_id", "status"),
 )
 
@@ -193,12 +197,17 @@ def _v4_subscriber_events(conn: Connection) -> None:
     subscriber_events.create(conn, checkfirst=True)
 
 
+def _v5_delivery_claims(conn: Connection) -> None:
+    _add_missing_columns(conn, deliveries)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
     _v2_leases,
     _v3_source_health,
     _v4_subscriber_events,
+    _v5_delivery_claims,
 )
 
 
