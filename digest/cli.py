@@ -399,6 +399,41 @@ def schedule(
 
 
 @app.command()
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Send what is pending now, then exit.")
+    ] = False,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between looks for pending messages.")
+    ] = 5.0,
+) -> None:
+    """Deliver the pending messages of every composed digest, beside other workers.
+
+    Start one on each host (or several on one) against a shared PostgreSQL database:
+    workers claim batches of pending rows, so none is sent twice, and the rows of a
+    worker that died go to the others a minute later. Composing stays with `digest run`
+    or `digest schedule`. On SQLite one process delivers at a time. SIGTERM or Ctrl+C
+    stops it after the batches in flight.
+
+    Example: digest worker
+    """
+    import signal
+    import threading
+
+    from digest.worker import run_worker
+
+    settings = _settings(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    report = run_worker(settings, once=once, poll=poll, stop=stop)
+    console.print(
+        f"Worker stopped: {report.sent} sent, {report.failed} failed in {report.digests} digests."
+    )
+
+
+@app.command()
 def status(ctx: typer.Context) -> None:
     """Show the next scheduled runs, the last digest and its deliveries, and source health.
 

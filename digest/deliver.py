@@ -17,22 +17,26 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from threading import Lock
+from threading import Event, Lock, Thread
 
 from sqlalchemy.engine import Engine
 
 from digest import store
 from digest.errors import DigestError
+from digest.lease import owner_name
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
 from digest.mail.transport import Mailing, Outcome, Transport, skipped
 from digest.models import Subscriber
 from digest.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
 
 Row = tuple[int, str, str | None, str | None]  # subscriber id, status, message id, error
 _RNG = random.Random()
@@ -251,6 +255,10 @@ def deliver_digest(
 ) -> DeliveryReport:
     """Send every pending delivery of the digest; return what happened in this run.
 
+    Batches are claimed on the ledger (see store/claims.py), so other senders, on this
+    host or another, work on the same digest at once without sending a row twice; the
+    claims are renewed while this run lasts and given back when it ends.
+
     `for_topics` gives the message for readers who chose topics (None when their topics
     have no stories today); it is asked once per distinct set of topics.
     `on_batch` gets the running totals after each batch (for a progress bar);
@@ -294,12 +302,15 @@ def deliver_digest(
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
-    after = 0
     upcoming: list[Subscriber] | None = None  # read ahead while the workers send
+    owner = owner_name()
+    renewing = _ClaimRenewal(engine, owner)
 
     def next_batch() -> list[Subscriber]:
+        # Rows this run claimed stay claimed until it ends, so each is taken once per run
+        # (a deferred row waits for the next run, as it always has).
         with store.transaction(engine) as conn:
-            return store.pending_deliveries(conn, digest_id, size, after=after)
+            return store.claim_deliveries(conn, digest_id, owner, size, CLAIM_TTL)
 
     try:
         while True:
@@ -309,7 +320,6 @@ def deliver_digest(
                 if not batch:
                     upcoming = []
                     break
-                after = batch[-1].id
                 in_flight.add(pool.submit(sender.run, batch))
             if upcoming is None and workers > 1:
                 # Read ahead while the workers send; a lone worker would only wait for
@@ -327,7 +337,37 @@ def deliver_digest(
         if in_flight:
             pacer.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        renewing.stop()
+        with store.transaction(engine) as conn:
+            store.release_claims(conn, owner)
     return tally.report()
+
+
+# A sender that dies stops renewing; its unsent rows go to another after this long.
+CLAIM_TTL = 60.0
+
+
+class _ClaimRenewal:
+    """Renews a sender's claims in the background while it runs."""
+
+    def __init__(self, engine: Engine, owner: str) -> None:
+        self._stop = Event()
+        self._thread = Thread(
+            target=self._run, args=(engine, owner), name="deliver-claims", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, engine: Engine, owner: str) -> None:
+        while not self._stop.wait(CLAIM_TTL / 4):
+            try:
+                with store.transaction(engine) as conn:
+                    store.renew_claims(conn, owner, CLAIM_TTL)
+            except Exception as exc:  # a busy database now and then must not end the run
+                log.warning("could not renew the delivery claims of %s: %s", owner, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def send_test(

@@ -32,12 +32,16 @@ def claim_deliveries(
     free = sa.or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < stamp)
     pick = (
         sa.select(deliveries.c.subscriber_id)
+        .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .where(deliveries.c.digest_id == digest_id, deliveries.c.status == "pending", free)
+        # Only active readers: a batch of people who left meanwhile would come back empty,
+        # which a sender takes for the end of the digest.
+        .where(subscribers.c.status == "active")
         .order_by(deliveries.c.subscriber_id)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+        pick = pick.with_for_update(skip_locked=True, of=deliveries)
     # WITH picked AS (...) UPDATE ... FROM picked: the rows are chosen once. As a sub-select
     # of `IN`, PostgreSQL took all 30 pending rows of a test ledger despite its LIMIT 10.
     picked = pick.cte("picked")
