@@ -54,6 +54,9 @@ class DeliveryPolicy:
     backoff: float = 1.0
     backoff_max: float = 300.0
     bounce_threshold: int = 3
+    # How long a claim on ledger rows lasts unless renewed: a sender that dies stops
+    # renewing, and its unsent rows go to another sender after this long.
+    claim_seconds: float = 60.0
     test_mode: bool = False
 
     @classmethod
@@ -66,6 +69,7 @@ class DeliveryPolicy:
             backoff=delivery.backoff,
             backoff_max=delivery.backoff_max,
             bounce_threshold=delivery.bounce_threshold,
+            claim_seconds=delivery.claim_seconds,
             test_mode=delivery.test_mode,
         )
 
@@ -304,13 +308,13 @@ def deliver_digest(
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
     upcoming: list[Subscriber] | None = None  # read ahead while the workers send
     owner = owner_name()
-    renewing = _ClaimRenewal(engine, owner)
+    renewing = _ClaimRenewal(engine, owner, policy.claim_seconds)
 
     def next_batch() -> list[Subscriber]:
         # Rows this run claimed stay claimed until it ends, so each is taken once per run
         # (a deferred row waits for the next run, as it always has).
         with store.transaction(engine) as conn:
-            return store.claim_deliveries(conn, digest_id, owner, size, CLAIM_TTL)
+            return store.claim_deliveries(conn, digest_id, owner, size, policy.claim_seconds)
 
     try:
         while True:
@@ -343,25 +347,21 @@ def deliver_digest(
     return tally.report()
 
 
-# A sender that dies stops renewing; its unsent rows go to another after this long.
-CLAIM_TTL = 60.0
-
-
 class _ClaimRenewal:
     """Renews a sender's claims in the background while it runs."""
 
-    def __init__(self, engine: Engine, owner: str) -> None:
+    def __init__(self, engine: Engine, owner: str, ttl: float) -> None:
         self._stop = Event()
         self._thread = Thread(
-            target=self._run, args=(engine, owner), name="deliver-claims", daemon=True
+            target=self._run, args=(engine, owner, ttl), name="deliver-claims", daemon=True
         )
         self._thread.start()
 
-    def _run(self, engine: Engine, owner: str) -> None:
-        while not self._stop.wait(CLAIM_TTL / 4):
+    def _run(self, engine: Engine, owner: str, ttl: float) -> None:
+        while not self._stop.wait(ttl / 4):
             try:
                 with store.transaction(engine) as conn:
-                    store.renew_claims(conn, owner, CLAIM_TTL)
+                    store.renew_claims(conn, owner, ttl)
             except Exception as exc:  # a busy database now and then must not end the run
                 log.warning("could not renew the delivery claims of %s: %s", owner, exc)
 

@@ -173,6 +173,9 @@ class DeliverySettings(_Section):
     bounce_threshold: int = Field(
         3, ge=1, description="Permanent failures in a row that mark a subscriber bounced."
     )
+    claim_seconds: float = Field(
+        60.0, ge=1, description="Rows claimed by a sender that died go to another after this."
+    )
     test_mode: bool = Field(
         False, description="Never sleep for backoff or the rate limit (for tests only)."
     )
