@@ -475,6 +475,13 @@ def status(ctx: typer.Context) -> None:
         )
     console.print(sources if report.sources else "Sources: none collected yet.")
     console.print(f"Running now: {report.running}" if report.running else "Running now: nothing")
+    senders = Table(title="Sending now")
+    for column in ("Sender", "Digest", "Rows claimed", "Sent, last minute"):
+        senders.add_column(column)
+    for sender in report.senders:
+        rate = f"{sender['sent']} ({sender['sent'] / 60:.1f}/s)"
+        senders.add_row(sender["owner"], sender["key"], str(sender["claimed"]), rate)
+    console.print(senders if report.senders else "Sending now: nobody")
 
 
 @subscribers_app.command("add")

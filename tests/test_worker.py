@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from digest import store
 from digest.settings import load_settings
+from digest.status import schedule_status
 from digest.worker import run_worker
 from tests.conftest import write_config
 from tests.mailservers import make_ledger
@@ -66,3 +67,15 @@ def test_two_worker_processes_share_a_digest_and_send_each_row_once(tmp_path, da
     assert sum(sent) == 60
     if database_url.startswith("postgresql"):
         assert sent[1] > 0, outputs  # the second worked on the same digest
+
+
+def test_status_shows_who_is_sending_and_how_fast(tmp_path, database_url):
+    settings = load_settings(_project(tmp_path, database_url))
+    engine = store.connect(settings.db_url)
+    with store.transaction(engine) as conn:
+        digest_id = store.find_digest(conn, "daily/2026-11-28")["id"]  # type: ignore[index]
+        taken = store.claim_deliveries(conn, digest_id, "host-a pid 7", 10, 60)
+        store.record_deliveries(conn, digest_id, [(s.id, "sent", None, None) for s in taken[:4]])
+        store.claim_deliveries(conn, digest_id, "gone", 5, ttl=-1)  # expired: sends no more
+    [sender] = schedule_status(settings).senders
+    assert sender == {"owner": "host-a pid 7", "key": "daily/2026-11-28", "claimed": 6, "sent": 4}

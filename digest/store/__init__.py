@@ -17,7 +17,7 @@ from digest.store.articles import (
     source_validators,
     unsent_articles,
 )
-from digest.store.claims import claim_deliveries, release_claims, renew_claims
+from digest.store.claims import claim_deliveries, live_senders, release_claims, renew_claims
 from digest.store.leases import (
     acquire_lease,
     lease_holder,
@@ -101,6 +101,7 @@ __all__ = [
     "lease_holder",
     "leases",
     "list_subscribers",
+    "live_senders",
     "lock_schema",
     "mark_bounced",
     "metadata",

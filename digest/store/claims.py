@@ -9,13 +9,14 @@ the claim expires (the pattern of Oban, good_job and procrastinate).
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber
 from digest.store.people import _subscriber_from_row
-from digest.store.schema import deliveries, now, subscribers
+from digest.store.schema import deliveries, digests, now, subscribers
 
 
 def claim_deliveries(
@@ -74,6 +75,38 @@ def renew_claims(conn: Connection, owner: str, ttl: float) -> int:
         .values(claimed_until=now() + timedelta(seconds=ttl))
     )
     return int(result.rowcount or 0)
+
+
+def live_senders(conn: Connection, window: float = 60.0) -> list[dict[str, Any]]:
+    """Senders holding live claims: owner, digest key, rows claimed, rows sent lately.
+
+    `sent` counts the owner's rows recorded as sent in the last `window` seconds (a row
+    keeps its claimant when it is sent), for a rate.
+    """
+    stamp = now()
+    claimed = (
+        sa.select(
+            deliveries.c.claimed_by.label("owner"),
+            digests.c.key,
+            sa.func.count().label("claimed"),
+        )
+        .join(digests, digests.c.id == deliveries.c.digest_id)
+        .where(deliveries.c.status == "pending", deliveries.c.claimed_until >= stamp)
+        .group_by(deliveries.c.claimed_by, digests.c.key)
+        .order_by(deliveries.c.claimed_by, digests.c.key)
+    )
+    senders = [dict(row) for row in conn.execute(claimed).mappings()]
+    if not senders:
+        return []
+    recent = (
+        sa.select(deliveries.c.claimed_by, sa.func.count())
+        .where(deliveries.c.status == "sent")
+        .where(deliveries.c.updated_at >= stamp - timedelta(seconds=window))
+        .where(deliveries.c.claimed_by.in_({s["owner"] for s in senders}))
+        .group_by(deliveries.c.claimed_by)
+    )
+    sent = {owner: int(count) for owner, count in conn.execute(recent)}
+    return [{**s, "sent": sent.get(s["owner"], 0)} for s in senders]
 
 
 def release_claims(conn: Connection, owner: str) -> int:
