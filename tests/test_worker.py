@@ -21,8 +21,10 @@ from tests.mailservers import make_ledger
 pytestmark = pytest.mark.both_stores
 
 
-def _project(tmp_path: Path, database_url: str, extra: str = "", people: int = 40) -> Path:
-    config = write_config(tmp_path, f"\n[delivery]\nbatch_size = 5\n{extra}", database_url)
+def _project(
+    tmp_path: Path, database_url: str, extra: str = "", people: int = 40, batch: int = 5
+) -> Path:
+    config = write_config(tmp_path, f"\n[delivery]\nbatch_size = {batch}\n{extra}", database_url)
     make_ledger(load_settings(config).db_url, people)
     return config
 
@@ -44,10 +46,11 @@ def test_a_worker_sends_what_is_pending_and_gives_back_no_claim(tmp_path, databa
 
 
 def test_two_worker_processes_share_a_digest_and_send_each_row_once(tmp_path, database_url):
-    # Paced (15 a second), and the second starts once the first has recorded a batch, so
-    # most rows are still pending. On SQLite one process delivers at a time (the pipeline
+    # Paced (4 a second, in batches of 2: the first holds at most 10 rows claimed), and
+    # the second starts once the first has recorded a batch, so most rows are still
+    # pending while it starts up. On SQLite one process delivers at a time (the pipeline
     # lease); on PostgreSQL both claim batches of the same digest.
-    config = _project(tmp_path, database_url, "rate_limit = 15\n", people=60)
+    config = _project(tmp_path, database_url, "rate_limit = 4\n", people=40, batch=2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     command = [sys.executable, "-m", "digest.cli", "--config", str(config), "worker", "--once"]
 
@@ -62,9 +65,9 @@ def test_two_worker_processes_share_a_digest_and_send_each_row_once(tmp_path, da
     second = start()
     outputs = [worker.communicate(timeout=120)[0] for worker in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0]
-    assert _ledger(config) == [("sent", 1)] * 60  # a row sent twice would count 2 attempts
+    assert _ledger(config) == [("sent", 1)] * 40  # a row sent twice would count 2 attempts
     sent = [int(out.split("Worker stopped: ")[1].split(" sent")[0]) for out in outputs]
-    assert sum(sent) == 60
+    assert sum(sent) == 40
     if database_url.startswith("postgresql"):
         assert sent[1] > 0, outputs  # the second worked on the same digest
 
