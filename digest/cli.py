@@ -449,6 +449,41 @@ def _print_outcomes(settings: Settings) -> None:
 
 
 @app.command()
+def worker(
+    ctx: typer.Context,
+    once: Annotated[
+        bool, typer.Option("--once", help="Send what is pending now, then exit.")
+    ] = False,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between looks for pending messages.")
+    ] = 5.0,
+) -> None:
+    """Deliver the pending messages of every composed digest, beside other workers.
+
+    Start one on each host (or several on one) against a shared PostgreSQL database:
+    workers claim batches of pending rows, so none is sent twice, and the rows of a
+    worker that died go to the others a minute later. Composing stays with `digest run`
+    or `digest schedule`. On SQLite one process delivers at a time. SIGTERM or Ctrl+C
+    stops it after the batches in flight.
+
+    Example: digest worker
+    """
+    import signal
+    import threading
+
+    from digest.worker import run_worker
+
+    settings = _settings(ctx)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    report = run_worker(settings, once=once, poll=poll, stop=stop)
+    console.print(
+        f"Worker stopped: {report.sent} sent, {report.failed} failed in {report.digests} digests."
+    )
+
+
+@app.command()
 def status(ctx: typer.Context) -> None:
     """Show the next scheduled runs, the last digest and its deliveries, and source health.
 
@@ -491,6 +526,13 @@ def status(ctx: typer.Context) -> None:
         )
     console.print(sources if report.sources else "Sources: none collected yet.")
     console.print(f"Running now: {report.running}" if report.running else "Running now: nothing")
+    senders = Table(title="Sending now")
+    for column in ("Sender", "Digest", "Rows claimed", "Sent, last minute"):
+        senders.add_column(column)
+    for sender in report.senders:
+        rate = f"{sender['sent']} ({sender['sent'] / 60:.1f}/s)"
+        senders.add_row(sender["owner"], sender["key"], str(sender["claimed"]), rate)
+    console.print(senders if report.senders else "Sending now: nobody")
 
 
 @subscribers_app.command("add")

@@ -17,22 +17,26 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from threading import Lock
+from threading import Event, Lock, Thread
 
 from sqlalchemy.engine import Engine
 
 from digest import store
 from digest.errors import DeliveryError
+from digest.lease import owner_name
 from digest.mail.message import MessageTemplate
 from digest.mail.ratelimit import Pacer, TokenBucket
 from digest.mail.transport import Left, Mailing, Outcome, Transport, failed, skipped
 from digest.models import DeliveryResult, Subscriber
 from digest.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
 
 _RNG = random.Random()
 _KEPT_ERRORS = 100  # a report keeps this many error lines; memory must not grow with a list
@@ -49,6 +53,9 @@ class DeliveryPolicy:
     backoff: float = 1.0
     backoff_max: float = 300.0
     bounce_threshold: int = 3
+    # How long a claim on ledger rows lasts unless renewed: a sender that dies stops
+    # renewing, and its unsent rows go to another sender after this long.
+    claim_seconds: float = 60.0
     test_mode: bool = False
 
     @classmethod
@@ -61,6 +68,7 @@ class DeliveryPolicy:
             backoff=delivery.backoff,
             backoff_max=delivery.backoff_max,
             bounce_threshold=delivery.bounce_threshold,
+            claim_seconds=delivery.claim_seconds,
             test_mode=delivery.test_mode,
         )
 
@@ -252,17 +260,12 @@ def _row(subscriber: Subscriber, outcome: Outcome) -> DeliveryResult:
 
 
 class _PendingRows:
-    """A digest's pending deliveries, batch by batch in subscriber order, one read ahead."""
+    """A digest's pending deliveries, batch by batch as claimed, one batch read ahead."""
 
-    def __init__(self, engine: Engine, digest_id: int, size: int) -> None:
-        self._engine, self._digest_id, self._size = engine, digest_id, size
-        self._after = 0  # the last subscriber id handed out
+    def __init__(self, claim: Callable[[], list[Subscriber]]) -> None:
+        self._read = claim
         self._ahead: list[Subscriber] | None = None
         self.exhausted = False
-
-    def _read(self) -> list[Subscriber]:
-        with store.transaction(self._engine) as conn:
-            return store.pending_deliveries(conn, self._digest_id, self._size, after=self._after)
 
     def next(self) -> list[Subscriber]:
         """The next batch; empty once there is none left."""
@@ -272,8 +275,6 @@ class _PendingRows:
         self._ahead = None
         if not batch:
             self.exhausted = True
-        else:
-            self._after = batch[-1].id
         return batch
 
     def read_ahead(self) -> None:
@@ -296,6 +297,10 @@ def deliver_digest(
     on_batch: Callable[[DeliveryReport], None] | None = None,
 ) -> DeliveryReport:
     """Send every pending delivery of the digest; return what happened in this run.
+
+    Batches are claimed on the ledger (see store/claims.py), so other senders, on this
+    host or another, work on the same digest at once without sending a row twice; the
+    claims are renewed while this run lasts and given back when it ends.
 
     `for_topics` gives the message for readers who chose topics (None when their topics
     have no stories today); it is asked once per distinct set of topics.
@@ -347,7 +352,16 @@ def deliver_digest(
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
     in_flight: set[Future[list[tuple[Subscriber, Outcome]]]] = set()
-    pending = _PendingRows(engine, digest_id, size)
+    owner = owner_name()
+    renewing = _ClaimRenewal(engine, owner, policy.claim_seconds)
+
+    def claim() -> list[Subscriber]:
+        # Rows this run claimed stay claimed until it ends, so each is taken once per run
+        # (a deferred row waits for the next run, as it always has).
+        with store.transaction(engine) as conn:
+            return store.claim_deliveries(conn, digest_id, owner, size, policy.claim_seconds)
+
+    pending = _PendingRows(claim)
     try:
         while True:
             while len(in_flight) < workers and (batch := pending.next()):
@@ -368,7 +382,33 @@ def deliver_digest(
         if in_flight:
             pacer.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        renewing.stop()
+        with store.transaction(engine) as conn:
+            store.release_claims(conn, owner)
     return tally.report()
+
+
+class _ClaimRenewal:
+    """Renews a sender's claims in the background while it runs."""
+
+    def __init__(self, engine: Engine, owner: str, ttl: float) -> None:
+        self._stop = Event()
+        self._thread = Thread(
+            target=self._run, args=(engine, owner, ttl), name="deliver-claims", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, engine: Engine, owner: str, ttl: float) -> None:
+        while not self._stop.wait(ttl / 4):
+            try:
+                with store.transaction(engine) as conn:
+                    store.renew_claims(conn, owner, ttl)
+            except Exception as exc:  # a busy database now and then must not end the run
+                log.warning("could not renew the delivery claims of %s: %s", owner, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def send_test(

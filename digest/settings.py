@@ -219,6 +219,9 @@ class DeliverySettings(_Section):
     bounce_threshold: int = Field(
         3, ge=1, description="Permanent failures in a row that mark a subscriber bounced."
     )
+    claim_seconds: float = Field(
+        60.0, ge=1, description="Rows claimed by a sender that died go to another after this."
+    )
     test_mode: bool = Field(
         False, description="Never sleep for backoff or the rate limit (for tests only)."
     )
@@ -440,6 +443,17 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'digest.db'}"
+
+    @model_validator(mode="after")
+    def _shared_secret_for_a_shared_database(self) -> Settings:
+        # Several hosts share a server database; a key generated into one host's data_dir
+        # would sign links that every other host rejects.
+        if self.secret_key is None and not self.db_url.startswith("sqlite"):
+            raise ConfigError(
+                "With a database other than SQLite, set DIGEST_SECRET_KEY, the same on every "
+                "host, so that links signed on one host work on all of them."
+            )
+        return self
 
     @property
     def outbox_path(self) -> Path:

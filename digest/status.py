@@ -46,6 +46,9 @@ class Status:
     lists: list[ListStatus]
     running: str | None  # who holds the pipeline lease right now, if anyone
     sources: list[dict[str, Any]]
+    # Processes sending right now (workers, the scheduler, `digest send`): owner, digest
+    # key, rows claimed, rows sent in the last minute.
+    senders: list[dict[str, Any]] = field(default_factory=list)
 
 
 def schedule_status(settings: Settings, now: datetime | None = None) -> Status:
@@ -69,12 +72,13 @@ def schedule_status(settings: Settings, now: datetime | None = None) -> Status:
             lists = [_list_status(conn, c.list_name) for c in cadences(settings)]
             holder = store.lease_holder(conn, PIPELINE)
             sources = store.source_health(conn)
+            senders = store.live_senders(conn)
     finally:
         engine.dispose()
     running = None
     if holder is not None:
         running = f"{holder['owner']} since {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC"
-    return Status(zone, jobs, lists, running, sources)
+    return Status(zone, jobs, lists, running, sources, senders)
 
 
 def _lookup(jobstore: SQLAlchemyJobStore, job_id: str) -> Any:

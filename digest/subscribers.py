@@ -321,8 +321,7 @@ def import_csv(
                     report.unchanged += 1
             if not dry_run:
                 store.insert_subscribers(conn, inserts)
-                for subscriber_id, changes in updates:
-                    store.update_subscriber(conn, subscriber_id, **changes)
+                store.update_subscribers(conn, updates)
     return report
 
 

@@ -39,14 +39,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SAMPLES = REPO / "config" / "samples"
+TEST_SECRET_KEY = "a-test-key-shared-by-every-host-0123456789"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def write_config(folder: Path, extra: str = "", database_url: str = "") -> Path:
     """A config like the bundled one, with absolute sample paths and a temp data dir."""
     path = folder / "digest.toml"
-    # SQLite stays the default (a file in data_dir); any other store is named by its URL.
-    database = "" if database_url.startswith("sqlite") else f'database_url = "{database_url}"'
+    # SQLite stays the default (a file in data_dir); any other store is named by its URL,
+    # and then needs a signing key shared by every host.
+    database = ""
+    if database_url and not database_url.startswith("sqlite"):
+        database = f'database_url = "{database_url}"\nsecret_key = "{TEST_SECRET_KEY}"'
     path.write_text(
         f"""
 data_dir = "{folder / "var"}"

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,13 @@ def postgres_cluster() -> Iterator[str]:
     """A new cluster in a temporary folder on a free port; yields its SQLAlchemy URL."""
     bindir = postgres_bindir()
     user = _cluster_user()
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        # A plain SIGTERM would end Python without running the `finally` that stops the
+        # cluster; as SystemExit it does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     as_user = ["runuser", "-u", user, "--"] if user else []
     folder = Path(tempfile.mkdtemp(prefix="digest-pg-"))
     data = folder / "data"
@@ -162,8 +170,6 @@ def main(command: list[str]) -> int:
         print("usage: python -m tests.services COMMAND [ARG ...]", file=sys.stderr)
         return 2
     install_packages(missing_packages())
-    # SIGTERM (a CI timeout, a Ctrl+C in another terminal) must still remove the cluster.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with postgres_cluster() as url:
         started = time.monotonic()
         code = subprocess.run(command, env={**os.environ, URL_VARIABLE: url}, check=False)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,19 @@ def test_header_values_reject_line_breaks(tmp_path):
     path.write_text(text)
     with pytest.raises(DigestError, match=r"sender\.name"):
         load_settings(path)
+
+
+def test_a_shared_database_needs_the_secret_key_from_the_environment(cli, tmp_path, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("DIGEST_"):
+            monkeypatch.delenv(name)
+    url = "postgresql+psycopg://digest@db.example.org/digest"
+    monkeypatch.setenv("DIGEST_DATABASE_URL", url)
+    with pytest.raises(DigestError, match="set DIGEST_SECRET_KEY, the same on every host"):
+        load_settings(write_config(tmp_path))
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "k" * 40)
+    assert load_settings(write_config(tmp_path)).db_url == url
+    result = cli("subscribers", "list", env={"DIGEST_DATABASE_URL": url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "With a database other than SQLite, set DIGEST_SECRET_KEY" in result.stderr
+    assert not (tmp_path / "var" / "secret_key").exists()  # no per-host key was made

@@ -91,9 +91,11 @@ def test_a_killed_run_resumes_and_each_reader_gets_the_digest_once(tmp_path: Pat
         assert len(in_flight) <= WINDOW
         assert all(ledger[email] == "pending" for email in in_flight)
 
-        # SIGKILL left the run's lease to expire on its own (a minute); do not wait for it.
+        # SIGKILL left the run's lease and its claims on the ledger to expire on their own
+        # (a minute); do not wait for them.
         with store.transaction(engine) as conn:
             conn.execute(store.leases.delete())
+            conn.execute(store.deliveries.update().values(claimed_by=None, claimed_until=None))
         second = _digest(config, env, "send")
         _, err = second.communicate(timeout=300)
         assert second.returncode == 0, err

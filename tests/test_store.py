@@ -230,3 +230,75 @@ def test_hosts_taking_one_lease_at_once_agree_on_one_holder(database_url):
         store.ensure_source(conn, "s", "feed", "https://e.org/a")
         assert store.ensure_source(conn, "s", "feed", "https://e.org/b") == 1
         assert conn.scalar(sa.select(store.sources.c.location)) == "https://e.org/b"
+
+
+def _ledger_of(engine, people: int) -> int:
+    for n in range(people):
+        add_subscriber(engine, f"p{n:02d}@example.org")
+    with store.transaction(engine) as conn:
+        digest_id = _make_digest(conn, "daily/2026-11-28")
+    assert digest_id is not None
+    return digest_id
+
+
+def test_two_workers_claiming_at_once_never_share_a_row(database_url):
+    # PostgreSQL: the second claim skips the rows the first holds locked and returns while
+    # the first transaction is still open (SKIP LOCKED). SQLite: one statement at a time.
+    first, second = store.connect(database_url), store.connect(database_url)
+    digest_id = _ledger_of(first, 30)
+    claimed, release = threading.Event(), threading.Event()
+    taken: dict[str, list[int]] = {}
+
+    def claim_and_hold() -> None:
+        with store.transaction(first) as conn:
+            taken["a"] = [s.id for s in store.claim_deliveries(conn, digest_id, "a", 10, 60)]
+            claimed.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=claim_and_hold)
+    holder.start()
+    claimed.wait(10)
+    if first.dialect.name == "sqlite":
+        threading.Timer(0.3, release.set).start()  # in case the second waits for the file
+    with store.transaction(second) as conn:
+        taken["b"] = [s.id for s in store.claim_deliveries(conn, digest_id, "b", 10, 60)]
+    waited = release.is_set()
+    release.set()
+    holder.join()
+    if first.dialect.name == "postgresql":
+        assert not waited
+    assert len(taken["a"]) == len(taken["b"]) == 10 and not set(taken["a"]) & set(taken["b"])
+    with store.transaction(second) as conn:
+        rest = store.claim_deliveries(conn, digest_id, "c", 100, 60)
+        assert store.claim_deliveries(conn, digest_id, "d", 100, 60) == []
+    assert sorted(taken["a"] + taken["b"] + [s.id for s in rest]) == list(range(1, 31))
+
+
+def test_an_expired_claim_is_taken_over_and_a_live_one_is_not(database_url):
+    engine = store.connect(database_url)
+    digest_id = _ledger_of(engine, 6)
+    with store.transaction(engine) as conn:
+        live = store.claim_deliveries(conn, digest_id, "live", 3, ttl=60)
+        dead = store.claim_deliveries(conn, digest_id, "dead", 3, ttl=-1)  # expired at once
+        assert [s.id for s in live] == [1, 2, 3] and [s.id for s in dead] == [4, 5, 6]
+        taken_over = store.claim_deliveries(conn, digest_id, "next", 10, ttl=60)
+        assert [s.id for s in taken_over] == [4, 5, 6]
+        assert (
+            store.renew_claims(conn, "dead", 60) == 0 and store.renew_claims(conn, "live", 60) == 3
+        )
+        store.record_deliveries(conn, digest_id, [(1, "sent", "<m1>", None)])
+        assert store.release_claims(conn, "live") == 2  # the sent row is done, not released
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "x", 10, 60)] == [2, 3]
+
+
+def test_a_ledger_from_before_claims_gains_its_columns(database_url):
+    engine = store.connect(database_url)
+    digest_id = _ledger_of(engine, 2)
+    with engine.begin() as conn:  # make it look like version 4: no claim columns yet
+        for column in ("claimed_by", "claimed_until"):
+            conn.exec_driver_sql(f"ALTER TABLE deliveries DROP COLUMN {column}")
+        conn.execute(store.schema_version.update().values(version=4))
+    engine.dispose()
+    engine = store.connect(database_url)
+    with store.transaction(engine) as conn:
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 5, 60)] == [1, 2]

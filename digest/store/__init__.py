@@ -17,6 +17,7 @@ from digest.store.articles import (
     source_validators,
     unsent_articles,
 )
+from digest.store.claims import claim_deliveries, live_senders, release_claims, renew_claims
 from digest.store.leases import (
     acquire_lease,
     lease_holder,
@@ -52,6 +53,7 @@ from digest.store.people import (
     subscriber_history,
     subscribers_by_email,
     update_subscriber,
+    update_subscribers,
 )
 from digest.store.schema import (
     MIGRATIONS,
@@ -80,6 +82,7 @@ __all__ = [
     "add_article",
     "add_articles",
     "articles",
+    "claim_deliveries",
     "connect",
     "count_sent_digests",
     "create_digest",
@@ -101,6 +104,7 @@ __all__ = [
     "lease_holder",
     "leases",
     "list_subscribers",
+    "live_senders",
     "lock_schema",
     "mark_bounced",
     "mark_left",
@@ -112,7 +116,9 @@ __all__ = [
     "record_deliveries",
     "record_event",
     "record_source_health",
+    "release_claims",
     "release_lease",
+    "renew_claims",
     "renew_lease",
     "schema_version",
     "sent_digests",
@@ -130,4 +136,5 @@ __all__ = [
     "unfinished_digests",
     "unsent_articles",
     "update_subscriber",
+    "update_subscribers",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from digest.models import Subscriber
@@ -98,16 +100,31 @@ def subscribers_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, S
     """The subscribers among these addresses, by address: one query for a whole chunk."""
     if not emails:
         return {}
-    rows = conn.execute(sa.select(subscribers).where(subscribers.c.email.in_(list(emails))))
+    wanted: sa.ColumnElement[bool] = subscribers.c.email.in_(list(emails))
+    if conn.dialect.name == "postgresql":
+        # One array parameter instead of one per address: PostgreSQL parses and plans a
+        # statement with 500 parameters for longer than it takes to find the 500 rows.
+        addresses = sa.bindparam("emails", list(emails), type_=postgresql.ARRAY(sa.String))
+        wanted = subscribers.c.email == sa.any_(addresses)
+    rows = conn.execute(sa.select(subscribers).where(wanted))
     found = (_subscriber_from_row(row) for row in rows)
     return {s.email: s for s in found}
 
 
 def insert_subscribers(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Add many subscribers in one statement (email, name, topics, status per row)."""
+    """Add many subscribers (email, name, topics, status per row) and their first events.
+
+    A few statements for many rows, never one per row: on PostgreSQL each statement is a
+    network round trip, and a statement with thousands of parameters costs more to parse
+    than its rows to write, so there the rows travel by COPY.
+    """
     if not rows:
         return
     stamp = now()
+    if conn.dialect.name == "postgresql":
+        _copy_subscribers(conn, rows, stamp)
+        return
+    # SQLite runs in this process: one executemany, then the events by address.
     conn.execute(
         subscribers.insert(),
         [{**row, "created_at": stamp, "status_changed_at": stamp} for row in rows],
@@ -120,6 +137,84 @@ def insert_subscribers(conn: Connection, rows: Sequence[dict[str, Any]]) -> None
             ),
         )
     )
+
+
+def _copy_subscribers(conn: Connection, rows: Sequence[dict[str, Any]], stamp: datetime) -> None:
+    # COPY returns no ids, so they are taken from the table's sequence first: the events
+    # need them, and a concurrent insert elsewhere still gets ids of its own.
+    ids = conn.scalars(
+        sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("subscribers", "id"))).select_from(
+            sa.func.generate_series(1, len(rows))
+        )
+    ).all()
+    # The DB-API connection of this same transaction; psycopg's COPY is not in SQLAlchemy.
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    columns = "id, email, name, topics, status, created_at, status_changed_at"
+    with cursor.copy(f"COPY subscribers ({columns}) FROM STDIN") as copy:
+        for sid, row in zip(ids, rows, strict=True):
+            topics = json.dumps(list(row["topics"]))
+            copy.write_row((sid, row["email"], row["name"], topics, row["status"], stamp, stamp))
+    with cursor.copy("COPY subscriber_events (subscriber_id, event, at) FROM STDIN") as copy:
+        for sid, row in zip(ids, rows, strict=True):
+            copy.write_row((sid, row["status"], stamp))
+    cursor.close()
+
+
+def update_subscribers(conn: Connection, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Apply (subscriber id, {column: new value}) to many subscribers, a batch per shape.
+
+    Rows that change the same columns share one executemany UPDATE (psycopg pipelines it:
+    no round trip per row); a status change also stamps the time and records the event.
+    """
+    stamp = now()
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for subscriber_id, values in changes:
+        shapes.setdefault(tuple(sorted(values)), []).append(
+            {"sid": subscriber_id, **{f"new_{k}": v for k, v in values.items()}}
+        )
+    for columns, params in shapes.items():
+        if conn.dialect.name == "postgresql":
+            _update_from_arrays(conn, columns, params, stamp)
+            continue
+        setting: dict[str, Any] = {
+            c: sa.bindparam(f"new_{c}", type_=subscribers.c[c].type) for c in columns
+        }
+        if "status" in columns:
+            setting["status_changed_at"] = stamp
+        statement = subscribers.update().where(subscribers.c.id == sa.bindparam("sid"))
+        conn.execute(statement.values(setting), params)
+    events = [
+        {"subscriber_id": sid, "event": values["status"], "at": stamp}
+        for sid, values in changes
+        if "status" in values
+    ]
+    if events:
+        conn.execute(subscriber_events.insert(), events)
+
+
+def _update_from_arrays(
+    conn: Connection, columns: tuple[str, ...], params: list[dict[str, Any]], stamp: datetime
+) -> None:
+    # One UPDATE ... FROM unnest(ids, names, ...) per shape: one statement and one array
+    # parameter per column, however many rows (executemany still runs one per row).
+    keys = ("sid", *columns)
+    values = {k: [p[k if k == "sid" else f"new_{k}"] for p in params] for k in keys}
+    values["topics"] = [json.dumps(list(t)) for t in values.get("topics", [])]
+    arrays = [
+        sa.bindparam(
+            f"all_{k}",
+            values[k],
+            type_=postgresql.ARRAY(sa.Integer if k == "sid" else sa.Text),
+        )
+        for k in keys
+    ]
+    changed = sa.func.unnest(*arrays).table_valued(*keys).render_derived("changed")
+    setting: dict[str, Any] = {
+        c: sa.cast(changed.c[c], sa.JSON) if c == "topics" else changed.c[c] for c in columns
+    }
+    if "status" in columns:
+        setting["status_changed_at"] = stamp
+    conn.execute(subscribers.update().where(subscribers.c.id == changed.c.sid).values(setting))
 
 
 def iter_subscribers(

@@ -6,6 +6,8 @@ queries, so a PostgreSQL URL works the same way.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -137,6 +139,10 @@ deliveries = sa.Table(
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Added by _v5_delivery_claims: which worker is sending a pending row, and until when
+    # its claim holds unless renewed (see store/claims.py).
+    sa.Column("claimed_by", sa.String(200)),
+    sa.Column("claimed_until", UTCDateTime()),
     sa.Index("ix_deliveries_pending", "digest_id", "status"),
 )
 
@@ -193,12 +199,17 @@ def _v4_subscriber_events(conn: Connection) -> None:
     subscriber_events.create(conn, checkfirst=True)
 
 
+def _v5_delivery_claims(conn: Connection) -> None:
+    _add_missing_columns(conn, deliveries)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
     _v2_leases,
     _v3_source_health,
     _v4_subscriber_events,
+    _v5_delivery_claims,
 )
 
 
@@ -232,6 +243,23 @@ def _sqlite_path(url: str) -> Path | None:
     return None
 
 
+def _wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting out another connection doing the same.
+
+    Turning a new file into WAL takes an exclusive lock that SQLite does not wait for
+    (no busy handler): a second process opening a fresh folder at that instant is told
+    "database is locked" at once. It waits a moment and tries again instead.
+    """
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def open_engine(url: str) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     path = _sqlite_path(url)
@@ -239,10 +267,20 @@ def open_engine(url: str) -> Engine:
         from digest.subscribers import ensure_data_dir
 
         ensure_data_dir(path.parent)
+    options: dict[str, Any] = {}
     try:
-        engine = sa.create_engine(url)
+        if sa.make_url(url).drivername == "postgresql+psycopg":
+            # psycopg prepares a statement on the server after five runs, and PostgreSQL
+            # then may keep one generic plan for it. Planned while a table was still small
+            # (an import fills it within one transaction), that plan scans the whole table
+            # on every lookup: importing 100,000 subscribers took 162 s instead of 13 s.
+            options["connect_args"] = {"prepare_threshold": None}
+        engine = sa.create_engine(url, **options)
     except ModuleNotFoundError as exc:
-        extra = " (pip install 'digest[postgres]')" if exc.name == "psycopg" else ""
+        extra = {
+            "psycopg": " (pip install 'digest[postgres]')",
+            "psycopg2": "; digest uses psycopg 3: begin the URL with postgresql+psycopg://",
+        }.get(exc.name or "", "")
         raise ConfigError(
             f"database_url needs the Python package {exc.name}, which is not installed{extra}."
         ) from None
@@ -255,10 +293,8 @@ def open_engine(url: str) -> Engine:
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
-            # The busy timeout first: switching a new file to WAL needs its lock too, and
-            # without a timeout a second process starting at that instant fails at once.
             cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
