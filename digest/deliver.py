@@ -283,6 +283,62 @@ class _PendingRows:
             self._ahead = self._read()
 
 
+def _batch_size(policy: DeliveryPolicy, transport: Transport, asked: int | None) -> int:
+    size = asked or policy.batch_size
+    if transport.multiplexed:
+        # One worker drives every connection: a batch is `size` per connection, so each
+        # connection still has at most one batch in flight (the crash window) and the
+        # connections sit idle at a ledger write once per `size` messages, not more often.
+        size *= policy.concurrency
+    return min(size, transport.max_batch)
+
+
+def _recorder(
+    engine: Engine, digest_id: int, bounce_threshold: int
+) -> Callable[[list[DeliveryResult], dict[int, Left]], None]:
+    """What records one attempt's results: the ledger rows and who left or bounced."""
+
+    def record(rows: list[DeliveryResult], left: dict[int, Left]) -> None:
+        with store.transaction(engine) as conn:
+            store.record_deliveries(conn, digest_id, rows)
+            # A reader the provider says unsubscribed or complained takes that status
+            # now; only plain refusals count towards `bounced`.
+            store.mark_left(conn, dict(left))
+            refused = [
+                row.subscriber_id
+                for row in rows
+                if row.status == "failed" and row.subscriber_id not in left
+            ]
+            store.mark_bounced(conn, refused, bounce_threshold)
+
+    return record
+
+
+class _Variants:
+    """The mailing for each reader: everyone's, or their topics' (None: no stories)."""
+
+    def __init__(
+        self,
+        everyone: Mailing,
+        for_topics: Callable[[tuple[str, ...]], MessageTemplate | None] | None,
+    ) -> None:
+        self.everyone, self.for_topics = everyone, for_topics
+        self.made: dict[tuple[str, ...], Mailing | None] = {}
+        self.lock = Lock()
+
+    def __call__(self, subscriber: Subscriber) -> Mailing | None:
+        if not subscriber.topics or self.for_topics is None:
+            return self.everyone
+        with self.lock:  # render each topic set once, whichever worker asks first
+            if subscriber.topics not in self.made:
+                chosen = self.for_topics(subscriber.topics)
+                everyone = self.everyone
+                self.made[subscriber.topics] = (
+                    Mailing(everyone.key, chosen, everyone.token_for) if chosen else None
+                )
+            return self.made[subscriber.topics]
+
+
 def deliver_digest(
     engine: Engine,
     *,
@@ -308,46 +364,13 @@ def deliver_digest(
     `batch_size`, when given, overrides the policy's.
     """
     policy = policy or DeliveryPolicy()
-    size = batch_size or policy.batch_size
-    if transport.multiplexed:
-        # One worker drives every connection: a batch is `size` per connection, so each
-        # connection still has at most one batch in flight (the crash window) and the
-        # connections sit idle at a ledger write once per `size` messages, not more often.
-        size *= policy.concurrency
-    size = min(size, transport.max_batch)
+    size = _batch_size(policy, transport, batch_size)
     with store.transaction(engine) as conn:
         skipped = store.skip_inactive_deliveries(conn, digest_id)
     pacer = Pacer(test_mode=policy.test_mode)
     tally = _Tally(skipped, pacer)
-
-    def record(rows: list[DeliveryResult], left: dict[int, Left]) -> None:
-        with store.transaction(engine) as conn:
-            store.record_deliveries(conn, digest_id, rows)
-            # A reader the provider says unsubscribed or complained takes that status
-            # now; only plain refusals count towards `bounced`.
-            store.mark_left(conn, dict(left))
-            refused = [
-                row.subscriber_id
-                for row in rows
-                if row.status == "failed" and row.subscriber_id not in left
-            ]
-            store.mark_bounced(conn, refused, policy.bounce_threshold)
-
-    everyone = Mailing(digest_key, template, token_for)
-    variants: dict[tuple[str, ...], Mailing | None] = {}
-    variants_lock = Lock()
-
-    def mailing_for(subscriber: Subscriber) -> Mailing | None:
-        if not subscriber.topics or for_topics is None:
-            return everyone
-        with variants_lock:  # render each topic set once, whichever worker asks first
-            if subscriber.topics not in variants:
-                chosen = for_topics(subscriber.topics)
-                variants[subscriber.topics] = (
-                    Mailing(digest_key, chosen, token_for) if chosen else None
-                )
-            return variants[subscriber.topics]
-
+    record = _recorder(engine, digest_id, policy.bounce_threshold)
+    mailing_for = _Variants(Mailing(digest_key, template, token_for), for_topics)
     sender = _Sender(transport, mailing_for, policy, pacer, tally, record)
     workers = 1 if transport.multiplexed else policy.concurrency
     pool = ThreadPoolExecutor(workers, thread_name_prefix="deliver")
