@@ -350,6 +350,50 @@ class DkimSettings(_Section):
     domain: str = Field("", description="Signing domain (d=); default: the sender's domain.")
 
 
+class BouncesSettings(_Section):
+    host: str = Field(description="IMAP server of the mailbox that receives bounces.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Default: 993 (ssl), 143 (starttls or none)."
+    )
+    security: Literal["ssl", "starttls", "none"] = Field(
+        "ssl", description="'ssl' (implicit TLS, port 993), 'starttls' or 'none'."
+    )
+    username: str = Field(description="IMAP login.")
+    password: SecretStr | None = Field(
+        None, description="IMAP password; set DIGEST_BOUNCES__PASSWORD, not the file."
+    )
+    folder: str = Field("INBOX", description="Folder the bounces arrive in.")
+    processed_folder: str = Field(
+        "Processed", description="Folder recognized bounces are moved to (created if missing)."
+    )
+    soft_threshold: int = Field(
+        3, ge=1, description="Soft bounces (mailbox full, …) that mark a subscriber bounced."
+    )
+    every: int = Field(
+        30, ge=1, le=1440, description="Minutes between reads when `digest schedule` runs."
+    )
+    verify: bool = Field(True, description="Verify the server's TLS certificate.")
+    ca_file: Path | None = Field(None, description="CA bundle to trust, not the system's.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for any IMAP reply.")
+
+    @field_validator("folder", "processed_folder", "username", "host")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.strip() or any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must be one line of text, not empty")
+        return value
+
+    @model_validator(mode="after")
+    def _two_folders(self) -> BouncesSettings:
+        if self.folder == self.processed_folder:
+            raise ValueError("folder and processed_folder must differ")
+        return self
+
+    @property
+    def imap_port(self) -> int:
+        return self.port or (993 if self.security == "ssl" else 143)
+
+
 class Settings(BaseSettings):
     """All of digest's settings."""
 
@@ -370,6 +414,9 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     dkim: DkimSettings = DkimSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    bounces: BouncesSettings | None = Field(
+        None, description="The IMAP mailbox that receives bounces; `digest bounces` reads it."
+    )
     collect: CollectSettings = CollectSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
 
@@ -450,6 +497,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 _ENVIRONMENT_ONLY = {
     ("delivery", "smtp_password"): "DIGEST_DELIVERY__SMTP_PASSWORD",
     ("delivery", "api_key"): "DIGEST_DELIVERY__API_KEY",
+    ("bounces", "password"): "DIGEST_BOUNCES__PASSWORD",
 }
 
 

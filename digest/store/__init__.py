@@ -17,6 +17,14 @@ from digest.store.articles import (
     source_validators,
     unsent_articles,
 )
+from digest.store.bounces import (
+    BouncedDelivery,
+    BounceOutcome,
+    delivery_by_address,
+    delivery_by_message_id,
+    record_bounce,
+    subscriber_bounces,
+)
 from digest.store.leases import (
     acquire_lease,
     lease_holder,
@@ -55,6 +63,7 @@ from digest.store.people import (
 from digest.store.schema import (
     MIGRATIONS,
     articles,
+    bounces,
     connect,
     deliveries,
     digest_items,
@@ -75,14 +84,19 @@ from digest.store.schema import (
 __all__ = [
     "MIGRATIONS",
     "AddCounts",
+    "BounceOutcome",
+    "BouncedDelivery",
     "acquire_lease",
     "add_article",
     "add_articles",
     "articles",
+    "bounces",
     "connect",
     "count_sent_digests",
     "create_digest",
     "deliveries",
+    "delivery_by_address",
+    "delivery_by_message_id",
     "delivery_counts",
     "digest_articles",
     "digest_items",
@@ -107,6 +121,7 @@ __all__ = [
     "now",
     "open_engine",
     "pending_deliveries",
+    "record_bounce",
     "record_deliveries",
     "record_event",
     "record_source_health",
@@ -118,6 +133,7 @@ __all__ = [
     "source_health",
     "source_validators",
     "sources",
+    "subscriber_bounces",
     "subscriber_counts",
     "subscriber_delivery_counts",
     "subscriber_events",
