@@ -45,8 +45,8 @@ class ImapServer:
         """Deliver a message into a folder, as the mail server would."""
         imap = self.connect()
         try:
-            imap.create(folder)  # already there for INBOX: the error reply is ignored
-            status, reply = imap.append(folder, "", None, message)
+            imap.create(f'"{folder}"')  # already there for INBOX: the error reply is ignored
+            status, reply = imap.append(f'"{folder}"', "", None, message)
             assert status == "OK", reply
         finally:
             imap.logout()
@@ -55,7 +55,7 @@ class ImapServer:
         """The Subject of each message in a folder, in order."""
         imap = self.connect()
         try:
-            status, _ = imap.select(folder, readonly=True)
+            status, _ = imap.select(f'"{folder}"', readonly=True)
             if status != "OK":
                 return []
             _, data = imap.search(None, "ALL")

@@ -65,7 +65,7 @@ def read_bounce(raw: bytes) -> Bounce | None:
     failures = []
     for encoded, is_permanent in sorted(addresses.items()):
         address = encoded.decode("ascii", "replace").strip().lower()
-        status, diagnostic = details.get(address, ("", ""))
+        status, diagnostic = details.get(address) or (_status_in_text(message), "")
         failures.append(Failure(address, is_hard(is_permanent, status), status, diagnostic))
     return Bounce(
         report_id=_report_id(message, raw),
@@ -142,6 +142,21 @@ def _recipient_details(message: Message) -> dict[str, tuple[str, str]]:
             diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
             found[address] = (match.group() if match else "", diagnostic.partition(";")[2].strip())
     return found
+
+
+def _status_in_text(message: Message) -> str:
+    """The first status code in the explanation of a report without a delivery-status part.
+
+    Exim and older servers write the remote server's reply ("550 5.1.1 No such user") in
+    plain text; the code there still tells a full mailbox from a missing one.
+    """
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+            match = _STATUS.search(text)
+            return match.group() if match else ""
+    return ""
 
 
 def _report_id(message: Message, raw: bytes) -> str:
