@@ -81,6 +81,10 @@ def _users() -> tuple[str, str, pwd.struct_passwd]:
 @contextlib.contextmanager
 def dovecot() -> Iterator[ImapServer]:
     """Dovecot on a free port with one user, stopped and removed afterwards."""
+    if not Path(DOVECOT).exists():
+        raise RuntimeError(
+            f"{DOVECOT} is missing; install Debian's dovecot-imapd (`make test` does)."
+        )
     folder = Path(tempfile.mkdtemp(prefix="digest-imap-"))
     # The mail processes run as the mail's owner and must reach their folder.
     os.chmod(folder, 0o755)  # noqa: S103
