@@ -19,7 +19,9 @@ from digest import store
 from digest.errors import ConfigError
 from digest.mail.dsn import Bounce, Failure, read_bounce
 from digest.mail.imap import BounceMailbox
+from digest.mail.verp import verp_subscriber
 from digest.settings import Settings
+from digest.subscribers import secret_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,7 @@ def process_bounces(
             "No bounce mailbox is configured; add a [bounces] section with host and username "
             "to the config file, and set DIGEST_BOUNCES__PASSWORD."
         )
+    verp = _Verp(config.verp_address, secret_key(settings)[0]) if config.verp_address else None
     report = BounceReport()
     with BounceMailbox(config) as mailbox:
         uids = mailbox.uids()
@@ -71,21 +74,29 @@ def process_bounces(
             if data is None:  # moved or deleted by someone else meanwhile
                 continue
             report.read += 1
-            if _record(engine, data, report, config.soft_threshold):
+            if _record(engine, data, report, config.soft_threshold, verp):
                 mailbox.move(uid)
                 report.moved += 1
             on_message(report)
     return report
 
 
-def _record(engine: Engine, data: bytes, report: BounceReport, soft_threshold: int) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Verp:
+    address: str
+    key: str
+
+
+def _record(
+    engine: Engine, data: bytes, report: BounceReport, soft_threshold: int, verp: _Verp | None
+) -> bool:
     """Record one message's bounces; False (and why, in the report) if it stays."""
     bounce = read_bounce(data)
     if bounce is None:
         report.left.append(_left(data, NOT_A_BOUNCE))
         return False
     with store.transaction(engine) as conn:
-        found = _targets(conn, bounce)
+        found = _targets(conn, bounce, verp)
         if not found:
             report.left.append(_left(data, NO_SUBSCRIBER))
             return False
@@ -112,17 +123,25 @@ def _record(engine: Engine, data: bytes, report: BounceReport, soft_threshold: i
     return True
 
 
-def _targets(conn: Connection, bounce: Bounce) -> list[tuple[store.BouncedDelivery, Failure]]:
-    """The delivery each failure is about: by our Message-ID first, else by address.
+def _targets(
+    conn: Connection, bounce: Bounce, verp: _Verp | None
+) -> list[tuple[store.BouncedDelivery, Failure]]:
+    """The delivery each failure is about: by our Message-ID, by VERP, else by address.
 
     The Message-ID names the exact digest and subscriber even when the failed address is
-    not the one we sent to (a forward, an alias); we send each copy to one recipient, so
-    that message's worst failure is the subscriber's.
+    not the one we sent to (a forward, an alias), and so does a signed VERP address for
+    the subscriber (their latest digest). We send each copy to one recipient, so that
+    copy's worst failure is the subscriber's.
     """
+    worst = max(bounce.failures, key=lambda f: f.hard)
     if bounce.original_message_id:
         target = store.delivery_by_message_id(conn, bounce.original_message_id)
         if target is not None:
-            worst = max(bounce.failures, key=lambda f: f.hard)
+            return [(target, worst)]
+    if verp is not None:
+        subscriber_id = verp_subscriber(verp.address, verp.key, bounce.delivered_to)
+        target = None if subscriber_id is None else store.latest_delivery(conn, subscriber_id)
+        if target is not None:
             return [(target, worst)]
     found = []
     for failure in bounce.failures:

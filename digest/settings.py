@@ -375,6 +375,20 @@ class BouncesSettings(_Section):
     verify: bool = Field(True, description="Verify the server's TLS certificate.")
     ca_file: Path | None = Field(None, description="CA bundle to trust, not the system's.")
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for any IMAP reply.")
+    verp_address: str = Field(
+        "",
+        description="With SMTP, send each copy from its own signed bounce address, "
+        "local+token@domain (VERP); the mailbox must accept local+anything. Empty: off.",
+    )
+
+    @field_validator("verp_address")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        if value and (not _ADDRESS.fullmatch(value) or "+" in value):
+            raise ValueError(
+                f"{value!r} is not an email address without '+' such as bounces@example.org"
+            )
+        return value
 
     @field_validator("folder", "processed_folder", "username", "host")
     @classmethod

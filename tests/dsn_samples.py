@@ -161,11 +161,12 @@ Today's stories.
 """)
 
 
-def without_message_id(recipient: str) -> bytes:
+def without_message_id(recipient: str, delivered_to: str = SENDER) -> bytes:
     """An RFC 3464 report that returns none of our message: only the address names us."""
     return _crlf(f"""
+Delivered-To: {delivered_to}
 From: postmaster@mail.example.com
-To: {SENDER}
+To: {delivered_to}
 Subject: Delivery Status Notification (Failure)
 Date: Tue, 1 Dec 2026 07:01:00 +0000
 Message-ID: <dsn.C3@mail.example.com>

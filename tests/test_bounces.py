@@ -299,3 +299,45 @@ def test_each_report_shape_is_read(sample, address, hard, status, has_original):
 )
 def test_anything_else_is_not_a_bounce_and_never_raises(data):
     assert read_bounce(data) is None
+
+
+def test_verp_names_the_subscriber_when_the_report_names_nothing_else(
+    cli, tmp_path, database_url, imap, password
+):
+    from tests.mailservers import smtp_server
+
+    section = _bounces_section(imap.port, imap.user, 'verp_address = "bounces@example.org"')
+    config = write_config(tmp_path, section, database_url=database_url)
+    assert cli("--config", str(config), "subscribers", "add", ZOE, config=False).returncode == 0
+    assert cli("--config", str(config), "subscribers", "add", DAN, config=False).returncode == 0
+    with smtp_server() as server:
+        env = {
+            "DIGEST_DELIVERY__BACKEND": "smtp",
+            "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
+            "DIGEST_DELIVERY__SMTP_PORT": str(server.port),
+            "DIGEST_DELIVERY__SMTP_SECURITY": "none",
+            "DIGEST_DELIVERY__TEST_MODE": "true",
+        }
+        sent = cli("--config", str(config), "run", env=env, config=False)
+        assert sent.returncode == 0, sent.stderr
+        senders = {r.recipient: r.sender for r in server.handler.received}
+    # Each copy has its own signed envelope sender; the From header is unchanged.
+    assert set(senders) == {ZOE, DAN}
+    for sender in senders.values():
+        assert re.fullmatch(r"bounces\+\d+\.[\w-]+@example\.org", sender), sender
+    assert senders[ZOE] != senders[DAN]
+
+    # Zoe's mail is forwarded elsewhere, and the report returns nothing of ours: only the
+    # address it was delivered to (her VERP address) names her.
+    imap.append(dsn_samples.without_message_id("zoe@elsewhere.example", senders[ZOE]))
+    forged = re.sub(r"\.[\w-]+@", ".forged@", senders[DAN])
+    imap.append(dsn_samples.without_message_id("dan@elsewhere.example", forged))
+
+    result = cli("--config", str(config), "bounces", env=password, config=False)
+
+    assert result.returncode == 0, result.stderr
+    assert _row(result.stdout, "Hard bounces recorded") == 1
+    assert _row(result.stdout, "Left in the folder") == 1
+    state = _state(config)
+    assert state[ZOE][:2] == ("bounced", "bounced")
+    assert state[DAN][:2] == ("active", "sent")  # a forged token names nobody

@@ -14,7 +14,7 @@ import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 
 from flufl.bounce import all_failures
 
@@ -45,6 +45,8 @@ class Bounce:
     report_id: str  # the bounce's own Message-ID, or a hash of its bytes: the dedupe key
     original_message_id: str | None  # our message's Message-ID, when the bounce returns it
     failures: tuple[Failure, ...]
+    # Where the report was delivered: our envelope sender, a VERP address when that is on.
+    delivered_to: tuple[str, ...] = ()
 
 
 def read_bounce(raw: bytes) -> Bounce | None:
@@ -71,6 +73,7 @@ def read_bounce(raw: bytes) -> Bounce | None:
         report_id=_report_id(message, raw),
         original_message_id=original_message_id(message),
         failures=tuple(failures),
+        delivered_to=_delivered_to(message),
     )
 
 
@@ -157,6 +160,16 @@ def _status_in_text(message: Message) -> str:
             match = _STATUS.search(text)
             return match.group() if match else ""
     return ""
+
+
+def _delivered_to(message: Message) -> tuple[str, ...]:
+    # The mailbox's own delivery header first: To may be rewritten, Delivered-To is not.
+    values = [
+        str(value)
+        for name in ("Delivered-To", "X-Original-To", "Envelope-To", "To")
+        for value in message.get_all(name, [])
+    ]
+    return tuple(address for _, address in getaddresses(values) if "@" in address)
 
 
 def _report_id(message: Message, raw: bytes) -> str:

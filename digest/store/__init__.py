@@ -22,6 +22,7 @@ from digest.store.bounces import (
     BounceOutcome,
     delivery_by_address,
     delivery_by_message_id,
+    latest_delivery,
     record_bounce,
     subscriber_bounces,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "iter_subscribers",
     "known_articles",
     "last_event_at",
+    "latest_delivery",
     "latest_digest",
     "lease_holder",
     "leases",

@@ -38,7 +38,12 @@ def delivery_by_address(conn: Connection, address: str) -> BouncedDelivery | Non
     subscriber_id = conn.scalar(
         sa.select(subscribers.c.id).where(sa.func.lower(subscribers.c.email) == address.lower())
     )
-    if subscriber_id is None:
+    return None if subscriber_id is None else latest_delivery(conn, int(subscriber_id))
+
+
+def latest_delivery(conn: Connection, subscriber_id: int) -> BouncedDelivery | None:
+    """The subscriber and their latest delivered digest (None if they are not there)."""
+    if conn.scalar(sa.select(subscribers.c.id).where(subscribers.c.id == subscriber_id)) is None:
         return None
     digest_id = conn.scalar(
         sa.select(deliveries.c.digest_id)
@@ -47,7 +52,7 @@ def delivery_by_address(conn: Connection, address: str) -> BouncedDelivery | Non
         .order_by(deliveries.c.updated_at.desc(), deliveries.c.digest_id.desc())
         .limit(1)
     )
-    return BouncedDelivery(int(subscriber_id), digest_id)
+    return BouncedDelivery(subscriber_id, digest_id)
 
 
 def record_bounce(
