@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.mailservers import free_port
+from tests.mailservers import Certificates, free_port
 
 DOVECOT = os.environ.get("DIGEST_DOVECOT", "/usr/sbin/dovecot")
 USER = "bounces@example.org"
@@ -31,10 +31,11 @@ PASSWORD = "imap-secret-1"
 @dataclass(frozen=True)
 class ImapServer:
     host: str
-    port: int
+    port: int  # plain IMAP, with STARTTLS when the server has a certificate
     user: str
     password: str
     log: Path
+    tls_port: int | None = None  # implicit TLS (IMAPS), when it has one
 
     def connect(self) -> imaplib.IMAP4:
         imap = imaplib.IMAP4(self.host, self.port, timeout=10)
@@ -79,8 +80,11 @@ def _users() -> tuple[str, str, pwd.struct_passwd]:
 
 
 @contextlib.contextmanager
-def dovecot() -> Iterator[ImapServer]:
-    """Dovecot on a free port with one user, stopped and removed afterwards."""
+def dovecot(certificates: Certificates | None = None) -> Iterator[ImapServer]:
+    """Dovecot on a free port with one user, stopped and removed afterwards.
+
+    With certificates it also offers STARTTLS on that port, and implicit TLS on another.
+    """
     if not Path(DOVECOT).exists():
         raise RuntimeError(
             f"{DOVECOT} is missing; install Debian's dovecot-imapd (`make test` does)."
@@ -94,6 +98,11 @@ def dovecot() -> Iterator[ImapServer]:
     mail.mkdir()
     os.chown(mail, uid, gid)
     port = free_port()
+    tls_port = free_port() if certificates else None
+    if certificates:
+        tls = f"ssl = yes\nssl_cert = <{certificates.cert}\nssl_key = <{certificates.key}"
+    else:
+        tls = "ssl = no"
     (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}:{uid}:{gid}::{mail}::\n")
     config = folder / "dovecot.conf"
     config.write_text(
@@ -104,7 +113,7 @@ base_dir = {folder}/run
 state_dir = {folder}/state
 log_path = {folder}/dovecot.log
 info_log_path = {folder}/dovecot.log
-ssl = no
+{tls}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -126,7 +135,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port or 0}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -147,7 +158,9 @@ service imap-login {{
         if started.returncode != 0:
             raise RuntimeError(f"dovecot did not start: {(folder / 'start.out').read_text()}")
         _wait_for(port, log)
-        yield ImapServer("127.0.0.1", port, USER, PASSWORD, log)
+        if tls_port:
+            _wait_for(tls_port, log)
+        yield ImapServer("127.0.0.1", port, USER, PASSWORD, log, tls_port)
     finally:
         subprocess.run(
             [DOVECOT, "-c", str(config), "stop"],

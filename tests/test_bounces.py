@@ -18,7 +18,7 @@ from digest.settings import load_settings
 from tests import dsn_samples
 from tests.conftest import SAMPLES, write_config
 from tests.imapserver import ImapServer, dovecot
-from tests.mailservers import free_port
+from tests.mailservers import Certificates, free_port, make_certificates
 
 ANA, JOSE, ZOE, DAN = (
     "ana.lindgren@example.org",
@@ -341,3 +341,55 @@ def test_verp_names_the_subscriber_when_the_report_names_nothing_else(
     state = _state(config)
     assert state[ZOE][:2] == ("bounced", "bounced")
     assert state[DAN][:2] == ("active", "sent")  # a forged token names nobody
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_the_mailbox_is_read_over_tls_and_starttls_with_a_trusted_certificate(
+    cli, tmp_path, database_url, certificates
+):
+    with dovecot(certificates) as server:
+        server.append(dsn_samples.unrelated())
+        env = {"DIGEST_BOUNCES__PASSWORD": server.password}
+        for security, port in (("ssl", server.tls_port), ("starttls", server.port)):
+            extra = f'security = "{security}"\nca_file = "{certificates.ca}"'
+            section = _bounces_section(port, server.user).replace('security = "none"\n', "")
+            config = write_config(tmp_path, section + extra, database_url=database_url)
+            result = cli("--config", str(config), "bounces", env=env, config=False)
+            assert result.returncode == 0, result.stderr
+            assert _row(result.stdout, "Left in the folder") == 1
+
+        # Without the test CA, the system's CAs do not know the server's certificate.
+        section = _bounces_section(server.tls_port, server.user)
+        config = write_config(
+            tmp_path, section.replace('"none"', '"ssl"'), database_url=database_url
+        )
+        result = cli("--config", str(config), "bounces", env=env, config=False)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert "certificate this machine does not trust" in result.stderr
+        assert "bounces.ca_file" in result.stderr
+
+
+def test_the_scheduled_job_reads_the_mailbox_and_logs_one_line(
+    config_file, imap, monkeypatch, caplog
+):
+    from digest.jobs import Runner
+
+    monkeypatch.setenv("DIGEST_BOUNCES__PASSWORD", imap.password)
+    imap.append(dsn_samples.without_message_id("nobody@example.com"))
+    runner = Runner(load_settings(config_file))
+    with caplog.at_level("INFO"):
+        runner.read_bounces()
+    end = [r.getMessage() for r in caplog.records if "job.end" in r.getMessage()]
+    assert len(end) == 1
+    assert "job=bounces" in end[0] and "read=1" in end[0] and "left=1" in end[0]
+
+    monkeypatch.setenv("DIGEST_BOUNCES__PASSWORD", "wrong")
+    caplog.clear()
+    Runner(load_settings(config_file)).read_bounces()  # logs the sentence, never raises
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "refused the login" in errors[0]
