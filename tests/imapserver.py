@@ -80,10 +80,13 @@ def _users() -> tuple[str, str, pwd.struct_passwd]:
 
 
 @contextlib.contextmanager
-def dovecot(certificates: Certificates | None = None) -> Iterator[ImapServer]:
+def dovecot(
+    certificates: Certificates | None = None, capabilities: str | None = None
+) -> Iterator[ImapServer]:
     """Dovecot on a free port with one user, stopped and removed afterwards.
 
     With certificates it also offers STARTTLS on that port, and implicit TLS on another.
+    `capabilities` replaces what it announces after login (say, an older server's).
     """
     if not Path(DOVECOT).exists():
         raise RuntimeError(
@@ -121,6 +124,7 @@ default_internal_group = {grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name}
 default_login_user = {login}
 first_valid_uid = 1
 mail_location = maildir:{mail}/Maildir
+{f"imap_capability = {capabilities}" if capabilities else ""}
 passdb {{
   driver = passwd-file
   args = {folder}/passwd

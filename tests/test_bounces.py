@@ -393,3 +393,33 @@ def test_the_scheduled_job_reads_the_mailbox_and_logs_one_line(
     Runner(load_settings(config_file)).read_bounces()  # logs the sentence, never raises
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "refused the login" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "capabilities",
+    ["IMAP4rev1 LITERAL+ UIDPLUS", "IMAP4rev1 LITERAL+"],
+    ids=["copy-uid-expunge", "copy-expunge"],
+)
+def test_servers_without_move_get_copy_and_expunge(cli, tmp_path, database_url, capabilities):
+    with dovecot(capabilities=capabilities) as server:
+        config = write_config(
+            tmp_path, _bounces_section(server.port, server.user), database_url=database_url
+        )
+        assert cli("--config", str(config), "subscribers", "add", DAN, config=False).returncode == 0
+        server.append(dsn_samples.unrelated())
+        server.append(dsn_samples.without_message_id(DAN))
+        env = {"DIGEST_BOUNCES__PASSWORD": server.password}
+        result = cli("--config", str(config), "bounces", env=env, config=False)
+        assert result.returncode == 0, result.stderr
+        assert _row(result.stdout, "Moved to the processed folder") == 1
+        assert server.subjects("INBOX") == ["Loved today's ferry story"]
+        assert server.subjects("Processed bounces") == ["Delivery Status Notification (Failure)"]
+
+
+def test_a_missing_folder_is_one_sentence(cli, tmp_path, database_url, imap, password):
+    section = _bounces_section(imap.port, imap.user, 'folder = "Bounces"')
+    config = write_config(tmp_path, section, database_url=database_url)
+    result = cli("--config", str(config), "bounces", env=password, config=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "no folder 'Bounces'" in result.stderr and "bounces.folder" in result.stderr

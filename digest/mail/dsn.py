@@ -55,10 +55,14 @@ def read_bounce(raw: bytes) -> Bounce | None:
     Never raises: a malformed message is simply not a bounce.
     """
     try:
-        message = email.message_from_bytes(raw)
-        temporary, permanent = all_failures(message)
-    except Exception:  # a detector's parser meeting a malformed message; not ours to fix
+        return _read(raw)
+    except Exception:  # the detectors' or the email package's parsers on malformed input
         return None
+
+
+def _read(raw: bytes) -> Bounce | None:
+    message = email.message_from_bytes(raw)
+    temporary, permanent = all_failures(message)
     if not temporary and not permanent:
         return None
     details = _recipient_details(message)

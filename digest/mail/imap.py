@@ -31,12 +31,17 @@ class BounceMailbox:
         self.config = config
         self.where = f"{config.host}:{config.imap_port}"
         self._imap: imaplib.IMAP4 | None = None
-        self._can_move = False
+        self._capabilities: set[str] = set()
 
     def __enter__(self) -> BounceMailbox:
         self._imap = self._login()
         try:
-            self._can_move = "MOVE" in self._imap.capabilities
+            # What imaplib kept is what the server offered before login; MOVE and UIDPLUS
+            # are usually announced only after it (Dovecot does so).
+            status, reply = self._imap.capability()
+            last = reply[-1] if status == "OK" and reply else b""
+            if isinstance(last, bytes):
+                self._capabilities = set(last.decode("ascii", "replace").upper().split())
             status, reply = self._imap.select(_quoted(self.config.folder))
             if status != "OK":
                 raise MailboxError(
@@ -45,6 +50,12 @@ class BounceMailbox:
                 )
             # CREATE of a folder that exists fails harmlessly; it is the cheapest check.
             self._imap.create(_quoted(self.config.processed_folder))
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            self.close()
+            raise MailboxError(
+                f"The connection to the IMAP server {self.where} dropped ({exc}); "
+                "run `digest bounces` again."
+            ) from None
         except BaseException:
             self.close()
             raise
@@ -82,16 +93,15 @@ class BounceMailbox:
     def move(self, uid: bytes) -> None:
         """Move the message to the processed folder."""
         target = _quoted(self.config.processed_folder)
-        if self._can_move:  # RFC 6851, atomic
+        if "MOVE" in self._capabilities:  # RFC 6851, atomic
             self._command("MOVE", uid, target)
             return
         self._command("COPY", uid, target)
         self._command("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
-        imap = self._session()
-        if "UIDPLUS" in imap.capabilities:
+        if "UIDPLUS" in self._capabilities:  # expunges this message only
             self._command("EXPUNGE", uid)
         else:
-            imap.expunge()
+            self._session().expunge()
 
     def messages(self) -> Iterator[tuple[bytes, bytes]]:
         """(uid, bytes) of each message in the folder, one fetch at a time."""
