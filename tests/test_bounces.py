@@ -275,8 +275,17 @@ def test_the_scheduler_reads_bounces_when_a_mailbox_is_configured(config_file, t
         (dsn_samples.mailbox_full(ANA, "<m.1@example.org>"), ANA, False, "4.2.2", True),
         (dsn_samples.exim_failure(ANA, "<m.1@example.org>"), ANA, True, "5.1.1", True),
         (dsn_samples.without_message_id(ANA), ANA, True, "5.2.1", False),
+        (
+            dsn_samples.mailbox_full(ANA, "<m.1@example.org>").replace(
+                b"Action: failed", b"Action: delayed"
+            ),
+            ANA,
+            False,
+            "4.2.2",
+            True,
+        ),
     ],
-    ids=["postfix-5.1.1", "mailbox-full-4.2.2", "exim", "no-message-id"],
+    ids=["postfix-5.1.1", "mailbox-full-4.2.2", "exim", "no-message-id", "delay-warning"],
 )
 def test_each_report_shape_is_read(sample, address, hard, status, has_original):
     bounce = read_bounce(sample)
