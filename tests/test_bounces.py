@@ -132,6 +132,7 @@ def test_bounce_reports_of_every_shape_reach_their_subscribers(
     # One soft bounce of three allowed: still active, the delivery says what happened.
     assert state[JOSE][:3] == ("active", "soft_bounced", "bounce 4.2.2 452 4.2.2 Mailbox full")
     assert state[JOSE][3] == ["active", "soft_bounce"]
+    assert "soft_bounced 1" in cli("subscribers", "show", JOSE).stdout
     assert state[ZOE][:2] == ("bounced", "bounced")
     assert state[DAN][:2] == ("bounced", "bounced")
     assert "5.2.1" in state[DAN][2]
