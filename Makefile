@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(BIN)/digest run
 
 ## Set up, then lint, type-check and run the whole test suite. tests/services.py installs
-## Debian's chromium and postgresql when missing and runs pytest beside a throwaway
-## PostgreSQL cluster, removed afterwards.
+## Debian's chromium, postgresql and dovecot-imapd when missing and runs pytest beside a
+## throwaway PostgreSQL cluster, removed afterwards (the bounce tests start their own Dovecot).
 test: $(STAMP) lint
 	$(BIN)/python -m tests.services $(BIN)/pytest
 

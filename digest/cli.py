@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -535,6 +536,52 @@ def status(ctx: typer.Context) -> None:
     console.print(senders if report.senders else "Sending now: nobody")
 
 
+@app.command()
+def bounces(ctx: typer.Context) -> None:
+    """Read the bounce mailbox ([bounces]) and record each bounce on its subscriber.
+
+    Hard bounces (no such user) mark the subscriber bounced at once; soft ones (mailbox
+    full) count toward bounces.soft_threshold. Recorded reports move to
+    bounces.processed_folder; anything else stays in the folder and is listed. The
+    mailbox password comes from DIGEST_BOUNCES__PASSWORD.
+
+    Example: digest bounces
+    """
+    from digest.bounces import process_bounces
+
+    with Progress(
+        TextColumn("[bold]Reading bounces"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("", total=None)
+        report = process_bounces(
+            _settings(ctx),
+            _engine(ctx),
+            on_start=lambda total: progress.update(task, total=total),
+            on_message=lambda r: progress.update(task, completed=r.read),
+        )
+    table = Table(title="Bounces", show_header=False)
+    table.add_row("Messages read", str(report.read))
+    table.add_row("Hard bounces recorded", str(report.hard))
+    table.add_row("Soft bounces recorded", str(report.soft))
+    table.add_row("Subscribers marked bounced", str(report.marked_bounced))
+    table.add_row("Already recorded before", str(report.already_recorded))
+    table.add_row("Moved to the processed folder", str(report.moved))
+    table.add_row("Left in the folder", str(len(report.left)))
+    console.print(table)
+    if report.left:
+        left = Table(title="Left in the bounce folder")
+        for column in ("From", "Subject", "Why"):
+            left.add_column(column)
+        for message in report.left:
+            left.add_row(Text(message.sender), Text(message.subject), message.reason)
+        console.print(left)
+
+
 @subscribers_app.command("add")
 def subscribers_add(
     ctx: typer.Context,
@@ -709,7 +756,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except DigestError as exc:
-        err_console.print(f"[red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        # Escaped: a message naming "[bounces]" or a path with brackets is text, not markup.
+        err_console.print(f"[red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         err_console.print("Interrupted; run the same command again to continue.")

@@ -47,3 +47,7 @@ def reason_of(exc: BaseException) -> str:
     (An OSError with no message is still true, so `exc or type(exc)` would print "()".)
     """
     return str(exc) or type(exc).__name__
+
+
+class MailboxError(DigestError):
+    """The bounce mailbox cannot be reached, refuses the login, or lacks a folder."""

@@ -1,4 +1,4 @@
-"""The scheduled jobs: a list's digest, a collection, and finishing half-sent digests.
+"""The scheduled jobs: a list's digest, a collection, bounces, and finishing half-sent digests.
 
 Each job logs one line when it starts and one when it ends, with counts. A stop (SIGTERM,
 Ctrl+C) is honoured at the next safe point: after a source is collected or a batch of
@@ -88,6 +88,11 @@ def digest_job(list_name: str) -> None:
 def collect_job() -> None:
     """Scheduled: collect every source so articles accumulate between digests."""
     _current().collect()
+
+
+def bounces_job() -> None:
+    """Scheduled: read the bounce mailbox and record what came back."""
+    _current().read_bounces()
 
 
 def resume_job() -> None:
@@ -213,6 +218,29 @@ class Runner:
             new=sum(r.new for r in reports),
             seen=sum(r.seen for r in reports),
             broken=sum(r.error is not None for r in reports),
+            seconds=_since(started),
+        )
+
+    def read_bounces(self) -> None:
+        from digest.bounces import process_bounces  # imaplib and the detectors, only when set
+
+        emit("job.start", job="bounces")
+        started = time.monotonic()
+        with _engine(self.settings) as engine:
+            try:
+                report = process_bounces(self.settings, engine)
+            except DigestError as exc:  # a wrong password, an unreachable server: one line
+                log.error(fields("job.error", job="bounces", error=str(exc)))
+                return
+        emit(
+            "job.end",
+            job="bounces",
+            read=report.read,
+            hard=report.hard,
+            soft=report.soft,
+            marked_bounced=report.marked_bounced,
+            already_recorded=report.already_recorded,
+            left=len(report.left),
             seconds=_since(started),
         )
 

@@ -40,7 +40,15 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from digest import jobs, store
 from digest.joblog import emit, stamp, warn
-from digest.jobs import Runner, cadences, collect_job, digest_job, resume_job, schedule_zone
+from digest.jobs import (
+    Runner,
+    bounces_job,
+    cadences,
+    collect_job,
+    digest_job,
+    resume_job,
+    schedule_zone,
+)
 from digest.settings import Settings
 
 
@@ -85,6 +93,19 @@ def job_specs(settings: Settings) -> list[JobSpec]:
                 name=f"collect every {rules.collect_every} min",
                 when=f"every {rules.collect_every} min",
                 grace=None,  # a collection missed while down is simply done once on return
+            )
+        )
+    if settings.bounces is not None:
+        every = settings.bounces.every
+        specs.append(
+            JobSpec(
+                id="bounces",
+                func=bounces_job,
+                kwargs={},
+                trigger=IntervalTrigger(minutes=every, timezone=ZoneInfo(zone)),
+                name=f"bounces every {every} min",
+                when=f"every {every} min",
+                grace=None,  # reports wait in the mailbox; reading them late loses nothing
             )
         )
     return specs

@@ -394,6 +394,64 @@ class DkimSettings(_Section):
     domain: str = Field("", description="Signing domain (d=); default: the sender's domain.")
 
 
+class BouncesSettings(_Section):
+    host: str = Field(description="IMAP server of the mailbox that receives bounces.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Default: 993 (ssl), 143 (starttls or none)."
+    )
+    security: Literal["ssl", "starttls", "none"] = Field(
+        "ssl", description="'ssl' (implicit TLS, port 993), 'starttls' or 'none'."
+    )
+    username: str = Field(description="IMAP login.")
+    password: SecretStr | None = Field(
+        None, description="IMAP password; set DIGEST_BOUNCES__PASSWORD, not the file."
+    )
+    folder: str = Field("INBOX", description="Folder the bounces arrive in.")
+    processed_folder: str = Field(
+        "Processed", description="Folder recognized bounces are moved to (created if missing)."
+    )
+    soft_threshold: int = Field(
+        3, ge=1, description="Soft bounces (mailbox full, …) that mark a subscriber bounced."
+    )
+    every: int = Field(
+        30, ge=1, le=1440, description="Minutes between reads when `digest schedule` runs."
+    )
+    verify: bool = Field(True, description="Verify the server's TLS certificate.")
+    ca_file: Path | None = Field(None, description="CA bundle to trust, not the system's.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for any IMAP reply.")
+    verp_address: str = Field(
+        "",
+        description="With SMTP, send each copy from its own signed bounce address, "
+        "local+token@domain (VERP); the mailbox must accept local+anything. Empty: off.",
+    )
+
+    @field_validator("verp_address")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        if value and (not _ADDRESS.fullmatch(value) or "+" in value):
+            raise ValueError(
+                f"{value!r} is not an email address without '+' such as bounces@example.org"
+            )
+        return value
+
+    @field_validator("folder", "processed_folder", "username", "host")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.strip() or any(ch in value for ch in "\r\n\x00"):
+            raise ValueError("must be one line of text, not empty")
+        return value
+
+    @model_validator(mode="after")
+    def _two_folders(self) -> BouncesSettings:
+        if self.folder == self.processed_folder:
+            raise ValueError("folder and processed_folder must differ")
+        return self
+
+    @property
+    def imap_port(self) -> int:
+        return self.port or (993 if self.security == "ssl" else 143)
+
+
 class Settings(BaseSettings):
     """All of digest's settings."""
 
@@ -415,6 +473,9 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     dkim: DkimSettings = DkimSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    bounces: BouncesSettings | None = Field(
+        None, description="The IMAP mailbox that receives bounces; `digest bounces` reads it."
+    )
     collect: CollectSettings = CollectSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
 
@@ -508,6 +569,7 @@ _ENVIRONMENT_ONLY = {
     ("delivery", "api_key"): "DIGEST_DELIVERY__API_KEY",
     ("webhooks", "postmark_password"): "DIGEST_WEBHOOKS__POSTMARK_PASSWORD",
     ("webhooks", "mailgun_signing_key"): "DIGEST_WEBHOOKS__MAILGUN_SIGNING_KEY",
+    ("bounces", "password"): "DIGEST_BOUNCES__PASSWORD",
 }
 
 

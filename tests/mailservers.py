@@ -153,6 +153,7 @@ class Received:
     recipient: str
     data: bytes
     session: int
+    sender: str = ""  # MAIL FROM
 
 
 @dataclass
@@ -234,7 +235,7 @@ class RecordingHandler:
             return "451 4.3.0 Queue full, try again"
         data = envelope.original_content or b""
         with self.lock:
-            self.received.append(Received(address, data, id(session)))
+            self.received.append(Received(address, data, id(session), envelope.mail_from or ""))
         if script.drop_after_accept > 0:
             script.drop_after_accept -= 1
             assert server.transport is not None

@@ -1,7 +1,8 @@
 """The servers the tests need, on a fresh Debian machine: packages, and a throwaway PostgreSQL.
 
 `make test` runs `python -m tests.services pytest ...`: it installs Debian's `chromium`,
-`chromium-driver` and `postgresql` when they are missing, starts a PostgreSQL cluster in a
+`chromium-driver`, `postgresql` and `dovecot-imapd` (the bounce mailbox's IMAP server,
+which tests/imapserver.py starts per test) when they are missing, starts a PostgreSQL cluster in a
 temporary folder on a free port, runs the command with `DIGEST_TEST_POSTGRES_URL` set, and
 stops and removes the cluster afterwards, whatever the command's outcome. Plain `pytest`
 starts the same cluster itself (tests/conftest.py) when the variable is not set.
@@ -29,6 +30,7 @@ PACKAGES = {
     "chromium": "/usr/bin/chromium",
     "chromium-driver": "/usr/bin/chromedriver",
     "postgresql": "/usr/lib/postgresql/*/bin/initdb",
+    "dovecot-imapd": "/usr/lib/dovecot/imap",
 }
 # initdb refuses to run as root; Debian's package creates this user, else we create one.
 CLUSTER_USER = "postgres"

@@ -17,7 +17,7 @@ import queue
 import smtplib
 import socket
 import ssl
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,6 +47,8 @@ class SmtpConfig:
     ehlo_name: str | None = None
     pipelining: bool = True
     connections: int = 1
+    # VERP: each copy's own envelope sender, which the bounce names (see digest/mail/verp.py).
+    return_path: Callable[[Subscriber], str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpConfig:
@@ -65,6 +67,7 @@ class SmtpConfig:
             ehlo_name=d.smtp_ehlo_name,
             pipelining=d.smtp_pipelining,
             connections=d.concurrency,
+            return_path=_verp(settings),
         )
 
     @property
@@ -116,9 +119,17 @@ class _Copies:
     one, so the client's work and the server's overlap instead of taking turns.
     """
 
-    def __init__(self, mailing: Mailing, batch: Sequence[Subscriber]) -> None:
+    def __init__(
+        self,
+        mailing: Mailing,
+        batch: Sequence[Subscriber],
+        sender: str,
+        return_path: Callable[[Subscriber], str] | None = None,
+    ) -> None:
         self._mailing = mailing
         self._batch = batch
+        self._sender = sender
+        self._return_path = return_path
         self._made: dict[int, tuple[Envelope, bytes]] = {}
 
     def __len__(self) -> int:
@@ -126,6 +137,12 @@ class _Copies:
 
     def address(self, index: int) -> str:
         return self._batch[index].email
+
+    def sender(self, index: int) -> str:
+        """The envelope sender (MAIL FROM) of this copy."""
+        if self._return_path is None:
+            return self._sender
+        return self._return_path(self._batch[index])
 
     def envelope(self, index: int) -> Envelope:
         return self._make(index)[0]
@@ -206,13 +223,13 @@ class _Connection:
     def _pipelined(
         self, copies: _Copies, indexes: Sequence[int], outcomes: dict[int, Outcome]
     ) -> Iterator[None]:
-        self._write(self._opening(copies.address(indexes[0])))
+        self._write(self._opening(copies, indexes[0]))
         copies.content(indexes[0])  # made while the server answers the opening
         yield
         reset = False
         for position, index in enumerate(indexes):
             following = indexes[position + 1] if position + 1 < len(indexes) else None
-            upcoming = b"" if following is None else self._opening(copies.address(following))
+            upcoming = b"" if following is None else self._opening(copies, following)
             if reset:
                 self._read()
             mail, rcpt, data = self._read(), self._read(), self._read()
@@ -243,7 +260,7 @@ class _Connection:
         self, copies: _Copies, index: int, outcomes: dict[int, Outcome]
     ) -> Iterator[None]:
         address = copies.address(index)
-        mail = yield from self._ask(self._mail_command(address))
+        mail = yield from self._ask(self._mail_command(copies.sender(index), address))
         self.count += 1
         refused = self._sender_refusal(mail)
         if refused is None:
@@ -262,17 +279,19 @@ class _Connection:
 
     # -- commands and replies ----------------------------------------------------------
 
-    def _mail_command(self, address: str) -> bytes:
-        wide = not (self.config.sender + address).isascii()
+    def _mail_command(self, sender: str, address: str) -> bytes:
+        wide = not (sender + address).isascii()
         option = " SMTPUTF8" if wide and self.smtputf8 else ""
-        return f"MAIL FROM:<{self.config.sender}>{option}\r\n".encode()
+        return f"MAIL FROM:<{sender}>{option}\r\n".encode()
 
     @staticmethod
     def _rcpt_command(address: str) -> bytes:
         return f"RCPT TO:<{address}>\r\n".encode()
 
-    def _opening(self, address: str) -> bytes:
-        return self._mail_command(address) + self._rcpt_command(address) + b"DATA\r\n"
+    def _opening(self, copies: _Copies, index: int) -> bytes:
+        address = copies.address(index)
+        mail = self._mail_command(copies.sender(index), address)
+        return mail + self._rcpt_command(address) + b"DATA\r\n"
 
     def _recipient_refusal(self, address: str, rcpt: _Reply) -> Outcome | None:
         if not address.isascii() and not self.smtputf8:
@@ -355,7 +374,7 @@ class SmtpTransport:
         self._ehlo_name = config.ehlo_name or socket.getfqdn()
 
     def deliver(self, mailing: Mailing, batch: Sequence[Subscriber]) -> list[Outcome]:
-        copies = _Copies(mailing, batch)
+        copies = _Copies(mailing, batch, self.config.sender, self.config.return_path)
         outcomes: dict[int, Outcome] = {}
         todo = list(range(len(batch)))
         replaced_stale = False
@@ -525,3 +544,15 @@ def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
 def _discard(smtp: smtplib.SMTP | None) -> None:
     if smtp is not None:
         smtp.close()
+
+
+def _verp(settings: Settings) -> Callable[[Subscriber], str] | None:
+    """Each subscriber's signed bounce address, when bounces.verp_address is set."""
+    if settings.bounces is None or not settings.bounces.verp_address:
+        return None
+    from digest.mail.verp import verp_sender
+    from digest.subscribers import secret_key
+
+    key, _ = secret_key(settings)
+    address = settings.bounces.verp_address
+    return lambda subscriber: verp_sender(address, key, subscriber.id)

@@ -17,6 +17,15 @@ from digest.store.articles import (
     source_validators,
     unsent_articles,
 )
+from digest.store.bounces import (
+    BouncedDelivery,
+    BounceOutcome,
+    delivery_by_address,
+    delivery_by_message_id,
+    latest_delivery,
+    record_bounce,
+    subscriber_bounces,
+)
 from digest.store.claims import claim_deliveries, live_senders, release_claims, renew_claims
 from digest.store.leases import (
     acquire_lease,
@@ -58,6 +67,7 @@ from digest.store.people import (
 from digest.store.schema import (
     MIGRATIONS,
     articles,
+    bounces,
     connect,
     deliveries,
     digest_items,
@@ -78,15 +88,20 @@ from digest.store.schema import (
 __all__ = [
     "MIGRATIONS",
     "AddCounts",
+    "BounceOutcome",
+    "BouncedDelivery",
     "acquire_lease",
     "add_article",
     "add_articles",
     "articles",
+    "bounces",
     "claim_deliveries",
     "connect",
     "count_sent_digests",
     "create_digest",
     "deliveries",
+    "delivery_by_address",
+    "delivery_by_message_id",
     "delivery_counts",
     "digest_articles",
     "digest_items",
@@ -100,6 +115,7 @@ __all__ = [
     "iter_subscribers",
     "known_articles",
     "last_event_at",
+    "latest_delivery",
     "latest_digest",
     "lease_holder",
     "leases",
@@ -113,6 +129,7 @@ __all__ = [
     "now",
     "open_engine",
     "pending_deliveries",
+    "record_bounce",
     "record_deliveries",
     "record_event",
     "record_source_health",
@@ -126,6 +143,7 @@ __all__ = [
     "source_health",
     "source_validators",
     "sources",
+    "subscriber_bounces",
     "subscriber_counts",
     "subscriber_delivery_counts",
     "subscriber_events",

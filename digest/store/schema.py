@@ -134,7 +134,8 @@ deliveries = sa.Table(
     metadata,
     sa.Column("digest_id", sa.ForeignKey("digests.id"), primary_key=True),
     sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
-    sa.Column("status", sa.String(20), nullable=False),  # pending | sent | failed
+    # pending | sent | failed | skipped; after a bounce report: bounced | soft_bounced
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("message_id", sa.String(300)),
     sa.Column("error", sa.Text),
@@ -167,6 +168,27 @@ subscriber_events = sa.Table(
     sa.Column("event", sa.String(40), nullable=False),  # a status, or "confirmation_sent"
     sa.Column("at", UTCDateTime(), nullable=False),
 )
+
+
+# Each failure a bounce report named, once per report and subscriber: the unique key is what
+# makes reading the same report twice change nothing.
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("report_id", sa.String(300), nullable=False),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), nullable=False, index=True),
+    sa.Column("digest_id", sa.ForeignKey("digests.id")),
+    sa.Column("hard", sa.Boolean, nullable=False),
+    sa.Column("address", sa.String(320), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # "5.1.1", or "" when not given
+    sa.Column("diagnostic", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
+)
+
+# A bounce names the message by its Message-ID; this finds the delivery without a scan.
+_deliveries_by_message_id = sa.Index("ix_deliveries_message_id", deliveries.c.message_id)
 
 
 def _v1_initial(conn: Connection) -> None:
@@ -203,6 +225,11 @@ def _v5_delivery_claims(conn: Connection) -> None:
     _add_missing_columns(conn, deliveries)
 
 
+def _v6_bounces(conn: Connection) -> None:
+    bounces.create(conn, checkfirst=True)
+    _deliveries_by_message_id.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -210,6 +237,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v3_source_health,
     _v4_subscriber_events,
     _v5_delivery_claims,
+    _v6_bounces,
 )
 
 
