@@ -113,6 +113,7 @@ def message_template(
         reply_to=settings.sender.reply_to,
         feedback_id=settings.delivery.feedback_id,
         dkim=dkim_signer(settings),
+        id_key=secret_key(settings)[0],
     )
 
 

@@ -7,6 +7,7 @@ root, so when the tests run as root the mail belongs to the package's `dovenull`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import grp
 import imaplib
@@ -166,13 +167,25 @@ service imap-login {{
             _wait_for(tls_port, log)
         yield ImapServer("127.0.0.1", port, USER, PASSWORD, log, tls_port)
     finally:
-        subprocess.run(
+        # Dovecot takes about 3 s to stop (it lets its login processes finish); the next
+        # test has its own folder and port, so it need not wait for that.
+        stopping = subprocess.Popen(
             [DOVECOT, "-c", str(config), "stop"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            check=False,
-            timeout=30,
         )
+        _STOPPING.append((stopping, folder))
+
+
+# Servers being stopped; their folders are removed once they are down, at exit at the latest.
+_STOPPING: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+
+@atexit.register
+def _finish_stopping() -> None:
+    for process, folder in _STOPPING:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -10,8 +10,8 @@ import lxml.html
 import pytest
 from starlette.testclient import TestClient
 
-from digest.models import Digest
-from digest.pipeline import open_store, run_digest
+from digest.models import Digest, Subscriber
+from digest.pipeline import message_template, open_store, run_digest
 from digest.render import html_part_size, quote_end, render_digest
 from digest.subscribers import add_subscriber
 from digest.web import create_app
@@ -105,3 +105,14 @@ def test_every_client_gets_its_rules():
     for selector in (".intro", ".quote", ".section", ".headline,", ".more-link", ".contents"):
         assert f"[data-ogsc] {selector}" in rest  # Outlook.com's dark mode
     assert "[data-ogsb] .container" in rest
+
+
+def test_message_ids_do_not_count_the_readers(settings):
+    rendered = render_digest(golden_digest(), BRAND)
+    template = message_template(settings, "daily/2026-11-28", rendered)
+    ids = [template.message_id(Subscriber(n, f"r{n}@example.org")) for n in (1, 2, 3)]
+    assert len(set(ids)) == 3
+    for n, message_id in zip((1, 2, 3), ids, strict=True):
+        assert f".{n}@" not in message_id  # no sequence to read off
+    again = message_template(settings, "daily/2026-11-28", rendered)
+    assert again.message_id(Subscriber(2, "r2@example.org")) == ids[1]  # a retry: the same id

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import html
 import re
 from collections.abc import Iterable, Mapping
@@ -220,6 +221,7 @@ class MessageTemplate:
         reply_to: str = "",
         feedback_id: str = "",
         dkim: DkimSigner | None = None,
+        id_key: str = "",
     ) -> None:
         for value, what in [
             (rendered.subject, "subject"),
@@ -244,6 +246,9 @@ class MessageTemplate:
         # The same digest key and list give the same Message-ID prefix, so a retried
         # copy is recognisably the same message; other lists get other prefixes.
         self._mid_prefix = hashlib.sha256(f"{list_id}\n{digest_key}".encode()).hexdigest()[:16]
+        # The reader's part is a keyed digest of their id, not the id: a Message-ID must
+        # not tell a reader how many subscribers came before them (nor who comes next).
+        self._mid_key = hashlib.sha256(f"{id_key}\n{self._mid_prefix}".encode()).digest()
         # Quoted-printable never contains "==" ("=" is always followed by hex digits or
         # a line break), so a boundary starting with "==" cannot occur in the body. It is
         # derived from the content so the same digest always encodes to the same bytes.
@@ -288,7 +293,8 @@ class MessageTemplate:
 
     def message_id(self, subscriber: Subscriber) -> str:
         """Stable per digest and subscriber, so a retried copy is recognisably the same."""
-        return f"<{self._mid_prefix}.{subscriber.id}@{self._domain}>"
+        reader = hmac.new(self._mid_key, str(subscriber.id).encode(), hashlib.sha256)
+        return f"<{self._mid_prefix}.{reader.hexdigest()[:20]}@{self._domain}>"
 
     def refusal(self, subscriber: Subscriber) -> str | None:
         """Why no copy can be made for this subscriber (None: it can).
