@@ -21,7 +21,7 @@ run: $(STAMP)
 ## Debian's chromium, postgresql and dovecot-imapd when missing and runs pytest beside a
 ## throwaway PostgreSQL cluster, removed afterwards (the bounce tests start their own Dovecot).
 test: $(STAMP) lint
-	$(BIN)/python -m tests.services $(BIN)/pytest
+	$(BIN)/python -m tests.services $(BIN)/pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
