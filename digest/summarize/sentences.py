@@ -10,6 +10,7 @@ the period is known never to end one.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # Words after which a period never ends the sentence (they always precede something).
 _NEVER_FINAL = frozenset(
@@ -52,6 +53,12 @@ def _ends_sentence(text: str, end: int, next_word: str) -> bool:
 
 def split_sentences(text: str) -> list[str]:
     """Split a paragraph into sentences, keeping each sentence's own characters."""
+    return list(_split(text))
+
+
+# The lead, the quote finder and the index of mentions each split the same paragraphs.
+@lru_cache(maxsize=8192)
+def _split(text: str) -> tuple[str, ...]:
     sentences: list[str] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
@@ -65,4 +72,4 @@ def split_sentences(text: str) -> list[str]:
     tail = text[start:].strip()
     if tail:
         sentences.append(tail)
-    return sentences
+    return tuple(sentences)
