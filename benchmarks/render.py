@@ -12,7 +12,7 @@ fixtures, so sizes are those of real news text.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
 import platform
 import resource
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -33,47 +33,25 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from digest.mail.dkim import load_signer  # noqa: E402
 from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN, MessageTemplate  # noqa: E402
 from digest.models import (  # noqa: E402
-    Article,
     Digest,
-    DigestItem,
-    Quote,
     RenderedDigest,
     Subscriber,
-    Summary,
 )
 from digest.render import Branding, html_part_size, render_digest  # noqa: E402
 from digest.subscribers import make_token  # noqa: E402
 from tests.golden.keys import rsa_key  # noqa: E402
+from tests.golden.sample import SOURCES, long_digest  # noqa: E402
 
-FIXTURES = REPO / "tests" / "fixtures" / "summaries"
 BRAND = Branding("The Daily Digest", "1 Example Street, Example City", "https://digest.example.org")
-SOURCES = ("Local Desk", "Example Science Wire", "Metro Wire")
 NAMES = ("Ana Lindgren", "José Núñez", "Zoë Park", "Tom O'Brien", "", "山田 太郎", "Priya Shah")
 UNSUBSCRIBE = "https://digest.example.org/unsubscribe/{token}"
 
 
-def stories(count: int) -> list[DigestItem]:
-    """Stories from the summarizer's fixtures: real titles, bylines, leads and quotes."""
-    items = []
-    for n, path in enumerate(sorted(FIXTURES.glob("*.json"))[:count]):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        article = Article(
-            title=data["title"],
-            paragraphs=(data["lead"],),
-            source=SOURCES[n % len(SOURCES)],
-            url=f"https://news.example.org/{path.stem}",
-            byline=data.get("byline"),
-        )
-        quotes = tuple(Quote(q["text"], q.get("speaker")) for q in data["quotes"][:2])
-        items.append(DigestItem(article, Summary(data["lead"], quotes)))
-    if len(items) < count:
-        raise SystemExit(f"Only {len(items)} stories in {FIXTURES}; need {count}.")
-    items.sort(key=lambda item: SOURCES.index(item.article.source))
-    return items
-
-
 def digest_of(count: int) -> Digest:
-    return Digest("daily/2026-11-28", "The Daily Digest", date(2026, 11, 28), tuple(stories(count)))
+    """Stories from the summarizer's fixtures: real titles, bylines, leads and quotes."""
+    digest = long_digest(count)
+    order = sorted(digest.items, key=lambda item: SOURCES.index(item.article.source))
+    return dataclasses.replace(digest, items=tuple(order))
 
 
 def template_for(rendered: RenderedDigest, **extra: object) -> MessageTemplate:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -229,18 +229,29 @@ def cli_process(tmp_path: Path, config_file: Path) -> CLI:
     return run
 
 
-def _start(tmp_path: Path, config_file: Path, *command: str) -> Iterator[str]:
-    """`digest collect` then a web command in a subprocess, as an editor would run them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
-    subprocess.run([*base, "collect"], cwd=tmp_path, env=env, check=True, capture_output=True)
+def start_digest(
+    tmp_path: Path,
+    config_file: Path,
+    *command: str,
+    env: dict[str, str] | None = None,
+    before: Sequence[Sequence[str]] = (("collect",),),
+) -> Iterator[str]:
+    """Commands to set up (`collect` by default), then a web command in a subprocess on a
+    free port, as an editor would run them; yields its URL and stops it afterwards."""
     from tests.mailservers import free_port
 
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environment |= env or {}
+    base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
+    for args in before:
+        subprocess.run(
+            [*base, *args], cwd=tmp_path, env=environment, check=True, capture_output=True
+        )
     port = free_port()
     process = subprocess.Popen(
         [*base, *command, "--port", str(port)],
         cwd=tmp_path,
-        env=env,
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -248,7 +259,7 @@ def _start(tmp_path: Path, config_file: Path, *command: str) -> Iterator[str]:
     try:
         for _ in range(100):
             try:
-                if httpx.get(f"{url}/archive", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/robots.txt", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -263,10 +274,10 @@ def _start(tmp_path: Path, config_file: Path, *command: str) -> Iterator[str]:
 @pytest.fixture
 def server(tmp_path: Path, config_file: Path) -> Iterator[str]:
     """A real `digest serve`: public pages for anyone, operator pages behind a password."""
-    yield from _start(tmp_path, config_file, "serve")
+    yield from start_digest(tmp_path, config_file, "serve")
 
 
 @pytest.fixture
 def preview_server(tmp_path: Path, config_file: Path) -> Iterator[str]:
     """A real `digest preview` on 127.0.0.1: the operator pages answer this machine."""
-    yield from _start(tmp_path, config_file, "preview", "--no-open")
+    yield from start_digest(tmp_path, config_file, "preview", "--no-open")

@@ -12,8 +12,6 @@ import email.policy
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, write_config
-from tests.mailservers import SmtpServer, free_port, smtp_server
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, start_digest, write_config
+from tests.mailservers import SmtpServer, smtp_server
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "site"
@@ -39,37 +37,14 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture
 def site(tmp_path: Path, smtp: SmtpServer) -> Iterator[str]:
     """`digest run` (one issue in the archive), then `digest serve` mailing through SMTP."""
-    config = write_config(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env |= {
+    smtp_env = {
         "DIGEST_DELIVERY__BACKEND": "smtp",
         "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
         "DIGEST_DELIVERY__SMTP_PORT": str(smtp.port),
         "DIGEST_DELIVERY__SMTP_SECURITY": "none",
     }
-    base = [sys.executable, "-m", "digest.cli", "--config", str(config)]
-    for args in (["subscribers", "add", "first@example.org"], ["run"]):
-        subprocess.run([*base, *args], cwd=tmp_path, env=env, check=True, capture_output=True)
-    port = free_port()
-    process = subprocess.Popen(
-        [*base, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    setup = (("subscribers", "add", "first@example.org"), ("run",))
+    yield from start_digest(tmp_path, write_config(tmp_path), "serve", env=smtp_env, before=setup)
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +26,7 @@ from digest.pipeline import open_store, run_digest
 from digest.settings import load_settings
 from digest.subscribers import add_subscriber, remove_subscriber
 from digest.web import create_app
-from tests.conftest import write_config
-from tests.mailservers import free_port
+from tests.conftest import start_digest, write_config
 
 PUBLIC = "https://digest.example.org"
 MAILGUN_KEY = "key-mailgun-signing-0123456789"
@@ -185,35 +181,8 @@ def test_secrets_for_webhooks_stay_out_of_the_config_file(tmp_path):
 
 @pytest.fixture
 def served(tmp_path: Path, config_file: Path) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")} | ENV
-    base = [sys.executable, "-m", "digest.cli", "--config", str(config_file)]
-    subprocess.run(
-        [*base, "subscribers", "add", "ann@example.org"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    process = subprocess.Popen(
-        [*base, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/robots.txt", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    add = (("subscribers", "add", "ann@example.org"),)
+    yield from start_digest(tmp_path, config_file, "serve", env=ENV, before=add)
 
 
 def test_a_real_server_takes_a_signed_complaint(served, cli):
