@@ -202,3 +202,21 @@ def test_real_serve_and_preview_processes_guard_the_operator_pages(server, previ
     assert httpx.post(f"{preview_server}/preview/collect").status_code == 403
     same_site = httpx.post(f"{preview_server}/preview/collect", headers={"Origin": preview_server})
     assert same_site.status_code == 303
+
+
+def test_the_sign_up_limit_is_shared_by_every_web_host(tmp_path):
+    # Two web hosts on one database: a visitor cannot double the limit by switching host.
+    config = write_config(tmp_path, "")
+    config.write_text(config.read_text().replace("[web]\n", "[web]\nsignups_per_hour = 2\n"))
+    settings = load_settings(config)
+    hosts = [
+        TestClient(create_app(settings), base_url=PUBLIC, client=("198.51.100.77", 1))
+        for _ in range(2)
+    ]
+    codes = [
+        hosts[n % 2].post("/subscribe", data={"email": f"v{n}@example.org"}).status_code
+        for n in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    other = TestClient(create_app(settings), base_url=PUBLIC, client=("198.51.100.78", 1))
+    assert other.post("/subscribe", data={"email": "w@example.org"}).status_code == 200

@@ -49,6 +49,7 @@ from digest.store.ledger import (
     skip_inactive_deliveries,
 )
 from digest.store.people import (
+    allow_signup,
     find_subscriber,
     get_subscriber,
     insert_subscriber,
@@ -93,6 +94,7 @@ __all__ = [
     "acquire_lease",
     "add_article",
     "add_articles",
+    "allow_signup",
     "articles",
     "bounces",
     "claim_deliveries",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from digest.store.schema import (
     _new_id,
     deliveries,
     now,
+    signup_attempts,
     subscriber_events,
     subscribers,
 )
@@ -248,3 +249,23 @@ def subscriber_delivery_counts(conn: Connection, subscriber_id: int) -> dict[str
         .group_by(deliveries.c.status)
     )
     return {status: int(count) for status, count in conn.execute(query)}
+
+
+def allow_signup(
+    conn: Connection, client: str, limit: int, window: timedelta, moment: datetime
+) -> bool:
+    """Count one sign-up request from `client`; False once it made `limit` in `window`.
+
+    Kept in the database so that every web host counts the same requests; rows older than
+    a day are dropped on the way.
+    """
+    conn.execute(signup_attempts.delete().where(signup_attempts.c.at < moment - timedelta(days=1)))
+    recent = conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(signup_attempts)
+        .where(signup_attempts.c.client == client[:64], signup_attempts.c.at > moment - window)
+    )
+    if int(recent or 0) >= limit:
+        return False
+    conn.execute(signup_attempts.insert().values(client=client[:64], at=moment))
+    return True

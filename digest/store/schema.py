@@ -170,6 +170,17 @@ subscriber_events = sa.Table(
 )
 
 
+# Sign-up requests per client address, in the database so every web host counts them.
+signup_attempts = sa.Table(
+    "signup_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_signup_attempts_client_at", "client", "at"),
+)
+
+
 # Each failure a bounce report named, once per report and subscriber: the unique key is what
 # makes reading the same report twice change nothing.
 bounces = sa.Table(
@@ -230,6 +241,10 @@ def _v6_bounces(conn: Connection) -> None:
     _deliveries_by_message_id.create(conn, checkfirst=True)
 
 
+def _v7_signup_attempts(conn: Connection) -> None:
+    signup_attempts.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -238,6 +253,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v4_subscriber_events,
     _v5_delivery_claims,
     _v6_bounces,
+    _v7_signup_attempts,
 )
 
 

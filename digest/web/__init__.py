@@ -64,7 +64,6 @@ def create_app(
         live=LiveSettings(settings, config_file),
         engine=open_store(settings),
         key=secret_key(settings)[0],
-        signups=PerClientLimit(settings.web.signups_per_hour),
         sign_ins=PerClientLimit(SIGN_IN_ATTEMPTS, window=SIGN_IN_WINDOW),
         local_operator=local_operator,
     )

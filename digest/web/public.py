@@ -8,9 +8,11 @@ are async and hand their store work to a thread.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +22,7 @@ from digest.settings import Settings
 from digest.signup import confirm_subscription, request_subscription
 from digest.subscribers import clean_name, normalize_email, read_token
 from digest.web.guard import client_of
-from digest.web.state import message, page, state
+from digest.web.state import WebState, message, page, state
 
 log = logging.getLogger("digest.web")
 
@@ -54,7 +56,7 @@ async def subscribe(request: Request) -> Response:
     shared = state(request)
     if request.method == "GET":
         return page(request, "subscribe.html.j2", topics=shared.topics(), error="", email="")
-    if not shared.signups.allow(client_of(request)):
+    if not await run_in_threadpool(_allow_signup, shared, client_of(request)):
         return message(
             request, "Too many requests", "Please wait a while before signing up again.", 429
         )
@@ -87,6 +89,12 @@ async def subscribe(request: Request) -> Response:
         _sign_up_quietly, shared.settings(), shared.engine, email, name, chosen
     )
     return response
+
+
+def _allow_signup(shared: WebState, client: str) -> bool:
+    limit = shared.settings().web.signups_per_hour
+    with store.transaction(shared.engine) as conn:
+        return store.allow_signup(conn, client, limit, timedelta(hours=1), datetime.now(UTC))
 
 
 def _sign_up_quietly(

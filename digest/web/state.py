@@ -49,7 +49,6 @@ class WebState:
     live: LiveSettings
     engine: Engine
     key: str  # signs unsubscribe and confirmation links
-    signups: PerClientLimit
     sign_ins: PerClientLimit  # failed operator sign-ins
     local_operator: bool  # `digest preview` on a loopback address
 
