@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import os
 import re
 import secrets
@@ -16,7 +16,7 @@ from typing import IO
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from itsdangerous import BadSignature, Signer, TimestampSigner
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from digest import store
 from digest.errors import (
@@ -237,10 +237,11 @@ def _header_map(header: Sequence[str]) -> dict[str, int]:
 
 def _parse_rows(
     lines: Iterable[list[str]], columns: dict[str, int]
-) -> tuple[list[_Row], list[tuple[int, str]]]:
-    rows: list[_Row] = []
-    errors: list[tuple[int, str]] = []
-    seen: set[str] = set()
+) -> Iterator[_Row | tuple[int, str]]:
+    """Each row of the file as a `_Row`, or as (line, reason) when it is bad; lazily."""
+    # Hashes of the addresses so far, to find one listed twice: a set of ints stays small
+    # for a million rows where the addresses themselves would not.
+    seen: set[int] = set()
 
     def cell(values: list[str], name: str) -> str | None:
         index = columns.get(name)
@@ -257,16 +258,19 @@ def _parse_rows(
             status = (cell(values, "status") or "active").lower()
             if status not in STATUSES:
                 raise InvalidInput(f"unknown status {status!r} (use {', '.join(STATUSES)})")
-            if email in seen:
+            if hash(email) in seen:
                 raise InvalidInput(f"{email} appears twice in the file")
         except DigestError as exc:
-            errors.append((line, str(exc)))
+            yield (line, str(exc))
             continue
-        seen.add(email)
+        seen.add(hash(email))
         raw_topics = cell(values, "topics")
         topics = parse_topics(raw_topics) if "topics" in columns else None
-        rows.append(_Row(line, email, name, topics, status))
-    return rows, errors
+        yield _Row(line, email, name, topics, status)
+
+
+class _Abandon(Exception):
+    """Roll the import back: --strict found a bad row, or this was a dry run."""
 
 
 def import_csv(
@@ -281,48 +285,73 @@ def import_csv(
 
     By default the good rows are imported and the bad ones reported; with `strict`,
     nothing is imported when any row is bad. Someone who unsubscribed stays unsubscribed
-    unless `resubscribe` is given.
+    unless `resubscribe` is given. The file is read as it goes, a chunk of rows at a
+    time, so memory does not grow with the list; a strict import that meets a bad row
+    late rolls back what it wrote.
     """
+    report = ImportReport()
     try:
-        data = path.read_text(encoding="utf-8-sig")
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            try:
+                with store.transaction(engine) as conn:
+                    for chunk in _chunks(_read_csv(handle, path), report):
+                        _import_chunk(conn, chunk, report, resubscribe)
+                    if dry_run or (strict and report.errors):
+                        raise _Abandon
+            except _Abandon:
+                if strict and report.errors:
+                    report.added = report.updated = report.unchanged = 0
+                    report.kept_unsubscribed = 0
     except FileNotFoundError:
         raise InvalidInput(f"The file {path} does not exist.") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"The file {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
-    rows, errors = _read_csv(data, path)
-    report = ImportReport(errors=errors)
-    if strict and errors:
-        return report
-    with store.transaction(engine) as conn:
-        # Look rows up and write them in chunks: one query per few hundred rows, not per row.
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            known = store.subscribers_by_email(conn, [row.email for row in chunk])
-            inserts: list[dict[str, object]] = []
-            updates: list[tuple[int, dict[str, object]]] = []
-            for row in chunk:
-                existing = known.get(row.email)
-                if existing is None:
-                    report.added += 1
-                    inserts.append(
-                        {
-                            "email": row.email,
-                            "name": row.name,
-                            "topics": list(row.topics or ()),
-                            "status": row.status,
-                        }
-                    )
-                    continue
-                changes = _changes(existing, row, resubscribe, report)
-                if changes:
-                    report.updated += 1
-                    updates.append((existing.id, changes))
-                else:
-                    report.unchanged += 1
-            if not dry_run:
-                store.insert_subscribers(conn, inserts)
-                store.update_subscribers(conn, updates)
     return report
+
+
+def _chunks(parsed: Iterator[_Row | tuple[int, str]], report: ImportReport) -> Iterator[list[_Row]]:
+    """Good rows in chunks of `_CHUNK`; bad ones go straight into the report."""
+    chunk: list[_Row] = []
+    for item in parsed:
+        if isinstance(item, _Row):
+            chunk.append(item)
+            if len(chunk) == _CHUNK:
+                yield chunk
+                chunk = []
+        else:
+            report.errors.append(item)
+    if chunk:
+        yield chunk
+
+
+def _import_chunk(
+    conn: Connection, chunk: list[_Row], report: ImportReport, resubscribe: bool
+) -> None:
+    """One query to look a chunk up, one to insert its new people, one for the changes."""
+    known = store.subscribers_by_email(conn, [row.email for row in chunk])
+    inserts: list[dict[str, object]] = []
+    updates: list[tuple[int, dict[str, object]]] = []
+    for row in chunk:
+        existing = known.get(row.email)
+        if existing is None:
+            report.added += 1
+            inserts.append(
+                {
+                    "email": row.email,
+                    "name": row.name,
+                    "topics": list(row.topics or ()),
+                    "status": row.status,
+                }
+            )
+            continue
+        changes = _changes(existing, row, resubscribe, report)
+        if changes:
+            report.updated += 1
+            updates.append((existing.id, changes))
+        else:
+            report.unchanged += 1
+    store.insert_subscribers(conn, inserts)
+    store.update_subscribers(conn, updates)
 
 
 _CHUNK = 500
@@ -330,18 +359,20 @@ _CHUNK = 500
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _read_csv(data: str, path: Path) -> tuple[list[_Row], list[tuple[int, str]]]:
+def _read_csv(handle: IO[str], path: Path) -> Iterator[_Row | tuple[int, str]]:
     """The rows of a subscriber CSV, comma- or semicolon-separated, and the bad ones."""
     # The header row tells the separator: spreadsheets in many locales save with ";".
     # (csv.Sniffer guesses from the data too, and a name with a comma can fool it.)
-    header_line = data.partition("\n")[0]
+    header_line = handle.readline()
+    if not header_line.strip():
+        raise InvalidInput(f"The file {path} is empty.")
     delimiter = max(",;\t", key=header_line.count) if header_line.strip() else ","
-    reader = csv.reader(io.StringIO(data), delimiter=delimiter)
+    reader = csv.reader(itertools.chain([header_line], handle), delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None:
             raise InvalidInput(f"The file {path} is empty.")
-        return _parse_rows(reader, _header_map(header))
+        yield from _parse_rows(reader, _header_map(header))
     except csv.Error as exc:
         raise InvalidInput(
             f"The file {path} is not a CSV digest can read (line {reader.line_num}: {exc}); "

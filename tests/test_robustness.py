@@ -271,3 +271,17 @@ def test_lxml_html_clean_is_a_declared_dependency():
     # trafilatura imports lxml.html.clean, which lxml 5.2 moved out into its own package.
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert any(r.startswith("lxml_html_clean") for r in project["dependencies"])
+
+
+def test_a_strict_import_with_a_bad_row_late_in_a_long_file_imports_nothing(settings, tmp_path):
+    # The file is read a chunk at a time: 1,200 good rows are written before the bad one
+    # is met, and the strict import must roll them back.
+    path = tmp_path / "long.csv"
+    lines = ["email,name"] + [f"r{n}@example.org,Reader {n}" for n in range(1200)]
+    path.write_text("\n".join([*lines, "not-an-address,Bad"]) + "\n")
+    report = import_csv(open_store(settings), path, strict=True)
+    assert [line for line, _ in report.errors] == [1202] and report.added == 0
+    with store.transaction(open_store(settings)) as conn:
+        assert store.subscriber_counts(conn) == {}
+    relaxed = import_csv(open_store(settings), path)
+    assert relaxed.added == 1200 and len(relaxed.errors) == 1
