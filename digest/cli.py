@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -109,14 +111,20 @@ def send(
         str | None,
         typer.Option("--to", help="Send one test copy to this address instead; records nothing."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, max=64, help="Processes that send at once (PostgreSQL)."),
+    ] = 1,
 ) -> None:
     """Send a composed digest's pending messages, or one test copy with --to.
 
     Without --to, delivers what is still pending (after a crash, or deferred failures).
+    With --workers N, N-1 `digest worker --once` processes share the pending rows with
+    this one (each claims its own batches); on SQLite one process sends at a time.
     With --to, sends one copy of the digest (or of the draft the preview shows) to that
     address only; it is not a delivery and changes nothing.
 
-    Example: digest send --to me@example.org
+    Example: digest send --workers 4
     """
     from digest.pipeline import send_digest, send_test_copy
 
@@ -124,14 +132,51 @@ def send(
     if to is not None:
         console.print(send_test_copy(settings, to, digest))
         return
-    with _delivery_progress() as progress:
-        report = send_digest(
-            settings,
-            key=digest,
-            on_deliveries=progress.show_delivery,
-            on_batch=progress.update_delivery,
-        )
+    helpers = _start_workers(ctx, settings, workers - 1)
+    try:
+        with _delivery_progress() as progress:
+            report = send_digest(
+                settings,
+                key=digest,
+                on_deliveries=progress.show_delivery,
+                on_batch=progress.update_delivery,
+            )
+    finally:
+        sent_by_helpers = _wait_for_workers(helpers)
     _print_delivery(report)
+    if helpers:
+        console.print(f"The other {len(helpers)} workers sent {sent_by_helpers} messages.")
+
+
+def _start_workers(
+    ctx: typer.Context, settings: Settings, count: int
+) -> list[subprocess.Popen[str]]:
+    """`digest worker --once` processes beside this one; none on SQLite (one writer)."""
+    if count <= 0:
+        return []
+    if settings.db_url.startswith("sqlite"):
+        err_console.print("On SQLite one process sends at a time: --workers is ignored.")
+        return []
+    config = ctx.find_root().meta.get("config_path")
+    command = [sys.executable, "-m", "digest.cli"]
+    if config:
+        command += ["--config", str(config)]
+    return [
+        subprocess.Popen(  # noqa: S603 (our own entry point, our own arguments)
+            [*command, "worker", "--once"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(count)
+    ]
+
+
+def _wait_for_workers(helpers: list[subprocess.Popen[str]]) -> int:
+    """Wait for the helper workers; how many messages they sent, from their last line."""
+    sent = 0
+    for helper in helpers:
+        output, _ = helper.communicate()
+        found = re.search(r"Worker stopped: (\d+) sent", output or "")
+        sent += int(found.group(1)) if found else 0
+    return sent
 
 
 class _DeliveryColumn(ProgressColumn):

@@ -84,3 +84,26 @@ def test_status_shows_who_is_sending_and_how_fast(tmp_path, database_url):
         store.claim_deliveries(conn, digest_id, "gone", 5, ttl=-1)  # expired: sends no more
     [sender] = schedule_status(settings).senders
     assert sender == {"owner": "host-a pid 7", "key": "daily/2026-11-28", "claimed": 6, "sent": 4}
+
+
+def test_send_with_workers_shares_the_digest_between_processes(tmp_path, database_url):
+    # Paced (4 a second a process) so the helper, a second or so to start, finds work.
+    config = _project(tmp_path, database_url, "rate_limit = 4\n", people=40, batch=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    command = [sys.executable, "-m", "digest.cli", "--config", str(config), "send"]
+    done = subprocess.run(
+        [*command, "--digest", "daily/2026-11-28", "--workers", "2"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _ledger(config) == [("sent", 1)] * 40  # each reader once, whoever sent it
+    if database_url.startswith("postgresql"):
+        helped = int(done.stdout.split("The other 1 workers sent ")[1].split(" ")[0])
+        assert 0 < helped < 40, done.stdout
+    else:
+        assert "one process sends at a time" in done.stderr
