@@ -277,6 +277,10 @@ class _PendingRows:
             self.exhausted = True
         return batch
 
+    def close(self) -> None:
+        """Take no more batches (a read-ahead one is given back with the claims)."""
+        self.exhausted, self._ahead = True, None
+
     def read_ahead(self) -> None:
         """Read the next batch now, while the workers are busy with the last ones."""
         if not self.exhausted and self._ahead is None:
@@ -350,7 +354,7 @@ def deliver_digest(
     for_topics: Callable[[tuple[str, ...]], MessageTemplate | None] | None = None,
     policy: DeliveryPolicy | None = None,
     batch_size: int | None = None,
-    on_batch: Callable[[DeliveryReport], None] | None = None,
+    on_batch: Callable[[DeliveryReport], bool | None] | None = None,
 ) -> DeliveryReport:
     """Send every pending delivery of the digest; return what happened in this run.
 
@@ -360,7 +364,9 @@ def deliver_digest(
 
     `for_topics` gives the message for readers who chose topics (None when their topics
     have no stories today); it is asked once per distinct set of topics.
-    `on_batch` gets the running totals after each batch (for a progress bar);
+    `on_batch` gets the running totals after each batch (for a progress bar); when it
+    answers False, no more batches are taken: those in flight finish and are recorded,
+    and the rest is given back for another run or worker;
     `batch_size`, when given, overrides the policy's.
     """
     policy = policy or DeliveryPolicy()
@@ -398,8 +404,8 @@ def deliver_digest(
             finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in finished:
                 future.result()  # a worker's fatal error (wrong password ...) ends the run
-            if on_batch:
-                on_batch(tally.report())
+            if on_batch and on_batch(tally.report()) is False:
+                pending.close()
     finally:
         # On any way out, wake sleeping workers and let in-flight batches record.
         if in_flight:

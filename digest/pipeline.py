@@ -216,7 +216,7 @@ def deliver_pending(
     row: StoredDigest,
     key_secret: str,
     *,
-    on_batch: Callable[[DeliveryReport], None] | None = None,
+    on_batch: Callable[[DeliveryReport], bool | None] | None = None,
 ) -> DeliveryReport:
     """Send the stored digest's pending deliveries through the configured transport."""
     transport = open_transport(settings)

@@ -28,10 +28,6 @@ from digest.subscribers import secret_key
 log = logging.getLogger(__name__)
 
 
-class _Stopped(Exception):
-    """Raised between batches once a stop is asked for; the batches in flight finish."""
-
-
 @dataclass(slots=True)
 class WorkerReport:
     sent: int = 0
@@ -58,11 +54,10 @@ def run_worker(
     engine = open_store(settings)
     key_secret, _ = secret_key(settings)
 
-    def between_batches(progress: DeliveryReport) -> None:
+    def between_batches(progress: DeliveryReport) -> bool:
         if on_batch:
             on_batch(progress)
-        if stop.is_set():
-            raise _Stopped
+        return not stop.is_set()  # False: finish the batches in flight, take no more
 
     try:
         while not stop.is_set():
@@ -81,11 +76,11 @@ def run_worker(
                     except LeaseHeld:
                         report.waited_for_lease += 1
                         continue
-                    except _Stopped:
-                        return report
                     report.sent += done.sent
                     report.failed += done.failed
                     report.digests += bool(done.sent or done.failed)
+                    if stop.is_set():
+                        return report
             if once or stop.wait(poll):
                 break
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,3 +110,24 @@ def test_send_with_workers_shares_the_digest_between_processes(tmp_path, databas
         assert 0 < helped < 40, done.stdout
     else:
         assert "one process sends at a time" in done.stderr
+
+
+def test_a_stopped_worker_finishes_its_batches_and_reports_what_it_sent(tmp_path, database_url):
+    config = _project(tmp_path, database_url, "rate_limit = 4\n", people=40, batch=2)
+    stop = threading.Event()
+    result: list = []
+    worker = threading.Thread(
+        target=lambda: result.append(run_worker(load_settings(config), once=True, stop=stop))
+    )
+    worker.start()
+    deadline = time.monotonic() + 60
+    while ("sent", 1) not in _ledger(config):
+        assert time.monotonic() < deadline, "the worker never sent"
+        time.sleep(0.05)
+    stop.set()  # what SIGTERM does
+    worker.join(timeout=60)
+    [report] = result
+    ledger = _ledger(config)
+    sent = ledger.count(("sent", 1))
+    assert report.sent == sent and 0 < sent < 40  # counted what went out, stopped early
+    assert ledger.count(("pending", 0)) == 40 - sent  # the rest waits for another worker
