@@ -25,11 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
 
 from digest import store  # noqa: E402
 from digest.subscribers import import_csv  # noqa: E402
-from tests.services import URL_VARIABLE, postgres_cluster  # noqa: E402
+from tests.services import postgres_server, scratch_database  # noqa: E402
 
 
 def write_csv(path: Path, rows: int, name: str = "Reader") -> None:
@@ -42,30 +41,12 @@ def write_csv(path: Path, rows: int, name: str = "Reader") -> None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    given = os.environ.get(URL_VARIABLE)
-    if given:
-        yield given
-        return
-    with postgres_cluster() as url:
-        yield url
-
-
-@contextlib.contextmanager
 def fresh_database(kind: str, folder: Path, run: int, server: str) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{folder / f'run{run}.db'}"
         return
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    name = f"import_bench_{os.getpid()}_{run}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.dispose()
+    with scratch_database(server, f"import_bench_{os.getpid()}_{run}") as url:
+        yield url
 
 
 def measure(kind: str, rows: int, folder: Path, server: str) -> tuple[float, float, float]:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from tests.services import URL_VARIABLE, postgres_cluster  # noqa: E402
+from tests.services import postgres_server, scratch_database  # noqa: E402
 
 DIGEST = [sys.executable, "-m", "digest.cli"]
 
@@ -186,20 +186,9 @@ def measure(kind: str, n: int, url: str, folder: Path, people: Path) -> None:
 
 
 @contextlib.contextmanager
-def postgres_database(folder: Path) -> Iterator[str]:
-    given = os.environ.get(URL_VARIABLE)
-    with contextlib.ExitStack() as stack:
-        server = given or stack.enter_context(postgres_cluster())
-        admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-        name = f"scale_{os.getpid()}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-        try:
-            yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-            admin.dispose()
+def postgres_database() -> Iterator[str]:
+    with postgres_server() as server, scratch_database(server, f"scale_{os.getpid()}") as url:
+        yield url
 
 
 def main() -> None:
@@ -224,7 +213,7 @@ def main() -> None:
         if args.store in ("sqlite", "both"):
             measure("sqlite", args.n, f"sqlite:///{folder / 'scale.db'}", folder, people)
         if args.store in ("postgresql", "both"):
-            with postgres_database(folder) as url:
+            with postgres_database() as url:
                 measure("postgresql", args.n, url, folder, people)
 
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from digest import store
 from digest.settings import Settings, load_settings
-from tests.services import URL_VARIABLE, postgres_cluster
+from tests import services
 
 REPO = Path(__file__).resolve().parent.parent
 # Debian's Chromium, driven by Playwright (which never downloads a browser of its own here).
@@ -93,11 +93,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of a PostgreSQL server: $DIGEST_TEST_POSTGRES_URL, or a throwaway cluster."""
-    given = os.environ.get(URL_VARIABLE)
-    if given:
-        yield given
-        return
-    with postgres_cluster() as url:
+    with services.postgres_server() as url:
         yield url
 
 

@@ -166,6 +166,33 @@ def postgres_cluster() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server: $DIGEST_TEST_POSTGRES_URL, or a throwaway cluster."""
+    given = os.environ.get(URL_VARIABLE)
+    if given:
+        yield given
+        return
+    with postgres_cluster() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scratch_database(server: str, name: str) -> Iterator[str]:
+    """A new, empty database `name` on `server`; dropped afterwards, connections or not."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 def main(command: list[str]) -> int:
     """Install what is missing, start the cluster, run `command`, stop the cluster."""
     if not command:
