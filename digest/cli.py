@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -634,18 +635,24 @@ def subscribers_add(
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,
     topics: Annotated[str | None, typer.Option(help="Comma-separated topics.")] = None,
     status: Annotated[str, typer.Option(help="active or pending.")] = "active",
+    lists: Annotated[
+        str | None,
+        typer.Option(help="Which digests they get: daily, weekly, or daily,weekly (default)."),
+    ] = None,
 ) -> None:
     """Add a subscriber (or update one).
 
-    Example: digest subscribers add ana@example.org --name "Ana Lindgren"
+    Example: digest subscribers add ana@example.org --name "Ana Lindgren" --lists weekly
     """
     from digest.subscribers import add_subscriber
 
     subscriber, created = add_subscriber(
-        _engine(ctx), email, name=name, topics=topics, status=status
+        _engine(ctx), email, name=name, topics=topics, status=status, lists=lists
     )
     verb = "Added" if created else "Updated"
-    console.print(f"{verb} {subscriber.email} ({subscriber.status}).")
+    console.print(
+        f"{verb} {subscriber.email} ({subscriber.status}; lists: {', '.join(subscriber.lists)})."
+    )
 
 
 @subscribers_app.command("remove")
@@ -690,15 +697,21 @@ def subscribers_list(
     if fmt == "csv":
         export_csv(people, sys.stdout)
     elif fmt == "json":
-        sys.stdout.write(json.dumps([asdict(p) for p in people], ensure_ascii=False) + "\n")
+        # A pause's end is written as ISO 8601, like every other time digest prints.
+        rows_out = [asdict(p) | {"paused_until": _iso(p.paused_until)} for p in people]
+        sys.stdout.write(json.dumps(rows_out, ensure_ascii=False) + "\n")
     else:
         rows = list(people)
         table = Table(title=f"{len(rows)} subscribers")
-        for column in ("Email", "Name", "Topics", "Status"):
+        for column in ("Email", "Name", "Topics", "Lists", "Status"):
             table.add_column(column)
         for p in rows:
-            table.add_row(p.email, p.name or "", ", ".join(p.topics), p.status)
+            table.add_row(p.email, p.name or "", ", ".join(p.topics), ", ".join(p.lists), p.status)
         console.print(table)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 @subscribers_app.command("show")
@@ -716,6 +729,9 @@ def subscribers_show(
     table.add_row("Name", subscriber.name or "")
     table.add_row("Status", subscriber.status)
     table.add_row("Topics", ", ".join(subscriber.topics) or "all")
+    table.add_row("Lists", ", ".join(subscriber.lists))
+    if subscriber.paused_until is not None and subscriber.paused_until > datetime.now(UTC):
+        table.add_row("Paused until", f"{subscriber.paused_until:%Y-%m-%d %H:%M} UTC")
     table.add_row("Deliveries", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
     console.print(table)
 

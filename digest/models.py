@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, NamedTuple
 
+# The lists a reader can take: the daily digest and, when configured, the weekly one.
+LISTS = ("daily", "weekly")
+
 
 @dataclass(frozen=True, slots=True)
 class CleanText:
@@ -71,6 +74,8 @@ class Subscriber:
     name: str | None = None
     topics: tuple[str, ...] = ()
     status: str = "active"
+    lists: tuple[str, ...] = LISTS  # which of the lists they take; both unless they chose
+    paused_until: datetime | None = None  # no digest is composed for them before then
 
 
 @dataclass(frozen=True, slots=True)

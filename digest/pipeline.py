@@ -107,6 +107,7 @@ def message_template(
         sender_address=settings.sender.address,
         list_id=f"{settings.sender.name} <{settings.digest.list_name}.{domain}>",
         unsubscribe_url=base + "/unsubscribe/{token}",
+        preferences_url=base + "/preferences/{token}",
         unsubscribe_mailto=f"mailto:{settings.sender.address}?subject=unsubscribe",
         digest_key=digest_key,
         sent_at=datetime.now(UTC),
@@ -175,6 +176,7 @@ def run_digest(
                 html=rendered.html,
                 text=rendered.text,
                 items=[(item.article.id or 0, item.summary) for item in digest.items],
+                audience=settings.audience,
             )
             report.created = digest_id is not None
             row = store.find_digest(conn, key)

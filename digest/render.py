@@ -24,7 +24,7 @@ import jinja2
 from premailer import Premailer
 
 from digest.errors import ConfigError
-from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
+from digest.mail.message import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
 from digest.models import Digest, DigestItem, RenderedDigest
 from digest.safetext import visible
 
@@ -313,6 +313,7 @@ def render_digest(
         "web_url": f"{base_url}/archive/{digest.key}",
         "reader_name": NAME_TOKEN,
         "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+        "preferences_url": PREFERENCES_TOKEN,
         "group_by": group_by,
         "total": len(items),
         # Past a few stories, a list of headlines up top lets a reader jump to one.

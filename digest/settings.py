@@ -517,6 +517,19 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def audience(self) -> str:
+        """Which list these settings compose for: the weekly cadence renames the digest."""
+        weekly = self.schedule.weekly
+        if weekly is not None and self.digest.list_name == weekly.list_name:
+            return "weekly"
+        return "daily"
+
+    @property
+    def offered_lists(self) -> tuple[str, ...]:
+        """The lists a reader can choose between: the weekly only when it is configured."""
+        return ("daily", "weekly") if self.schedule.weekly is not None else ("daily",)
+
+    @property
     def outbox_path(self) -> Path:
         return self.delivery.outbox_dir or self.data_dir / "outbox"
 

@@ -27,7 +27,7 @@ from digest.errors import (
     InvalidName,
     NotFound,
 )
-from digest.models import Subscriber
+from digest.models import LISTS, Subscriber
 from digest.settings import KEY_ADVICE, MIN_SECRET_BYTES, Settings
 
 STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
@@ -37,6 +37,7 @@ _COLUMNS = {
     "name": {"name", "full name", "fullname", "display name"},
     "topics": {"topics", "topic", "tags"},
     "status": {"status", "state"},
+    "lists": {"lists", "list"},
 }
 
 
@@ -92,21 +93,37 @@ def parse_topics(raw: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(sorted({t.strip().lower() for t in items if t.strip()}))
 
 
+def parse_lists(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """List names from "daily,weekly" (or a sequence); at least one, each a known list."""
+    items = raw.replace(";", ",").split(",") if isinstance(raw, str) else raw
+    chosen = {item.strip().lower() for item in items if item.strip()}
+    unknown = sorted(chosen - set(LISTS))
+    if unknown:
+        raise InvalidInput(f"Unknown list {unknown[0]!r}; use {' or '.join(LISTS)} (or both).")
+    if not chosen:
+        raise InvalidInput(f"Name at least one list: {', '.join(LISTS)}.")
+    return tuple(name for name in LISTS if name in chosen)
+
+
 def add_subscriber(
     engine: Engine,
     email: str,
     name: str | None = None,
     topics: str | Sequence[str] | None = None,
     status: str = "active",
+    lists: str | Sequence[str] | None = None,
 ) -> tuple[Subscriber, bool]:
-    """Add someone, or update their name/topics; returns (subscriber, created)."""
+    """Add someone, or update their name/topics/lists; returns (subscriber, created)."""
     if status not in STATUSES:
         raise InvalidInput(f"Unknown status {status!r}; use one of {', '.join(STATUSES)}.")
     address, clean = normalize_email(email), clean_name(name)
+    chosen = parse_lists(lists) if lists is not None else None
     with store.transaction(engine) as conn:
         existing = store.find_subscriber(conn, address)
         if existing is None:
             new_id = store.insert_subscriber(conn, address, clean, parse_topics(topics), status)
+            if chosen is not None:
+                store.update_subscriber(conn, new_id, **store.list_columns(chosen))
             created = store.get_subscriber(conn, new_id)
             assert created is not None
             return created, True
@@ -117,6 +134,8 @@ def add_subscriber(
             changes["topics"] = list(parse_topics(topics))
         if status != existing.status:
             changes["status"] = status
+        if chosen is not None and chosen != existing.lists:
+            changes.update(store.list_columns(chosen))
         if changes:
             store.update_subscriber(conn, existing.id, **changes)
         updated = store.get_subscriber(conn, existing.id)
@@ -219,6 +238,7 @@ class _Row:
     name: str | None
     topics: tuple[str, ...] | None
     status: str
+    lists: tuple[str, ...] | None  # None: the file has no lists column, or the cell is empty
 
 
 def _header_map(header: Sequence[str]) -> dict[str, int]:
@@ -258,6 +278,8 @@ def _parse_rows(
             status = (cell(values, "status") or "active").lower()
             if status not in STATUSES:
                 raise InvalidInput(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+            raw_lists = cell(values, "lists")
+            lists = parse_lists(raw_lists) if raw_lists else None
             if hash(email) in seen:
                 raise InvalidInput(f"{email} appears twice in the file")
         except DigestError as exc:
@@ -266,7 +288,7 @@ def _parse_rows(
         seen.add(hash(email))
         raw_topics = cell(values, "topics")
         topics = parse_topics(raw_topics) if "topics" in columns else None
-        yield _Row(line, email, name, topics, status)
+        yield _Row(line, email, name, topics, status, lists)
 
 
 class _Abandon(Exception):
@@ -341,6 +363,7 @@ def _import_chunk(
                     "name": row.name,
                     "topics": list(row.topics or ()),
                     "status": row.status,
+                    **store.list_columns(row.lists or LISTS),
                 }
             )
             continue
@@ -401,6 +424,8 @@ def _changes(
         changes["name"] = row.name
     if row.topics is not None and row.topics != existing.topics:
         changes["topics"] = list(row.topics)
+    if row.lists is not None and row.lists != existing.lists:
+        changes.update(store.list_columns(row.lists))
     if row.status != existing.status:
         if existing.status in ("unsubscribed", "complained") and not resubscribe:
             report.kept_unsubscribed += 1
@@ -412,11 +437,17 @@ def _changes(
 def export_csv(subscribers: Iterable[Subscriber], out: IO[str]) -> int:
     """Write subscribers as CSV in the import format; returns how many rows."""
     writer = csv.writer(out)
-    writer.writerow(["email", "name", "topics", "status"])
+    writer.writerow(["email", "name", "topics", "status", "lists"])
     count = 0
     for s in subscribers:
         writer.writerow(
-            [_cell_out(s.email), _cell_out(s.name or ""), _cell_out(",".join(s.topics)), s.status]
+            [
+                _cell_out(s.email),
+                _cell_out(s.name or ""),
+                _cell_out(",".join(s.topics)),
+                s.status,
+                ",".join(s.lists),
+            ]
         )
         count += 1
     return count

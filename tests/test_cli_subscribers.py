@@ -35,7 +35,7 @@ def test_list_filters_show_export_and_stats(cli, tmp_path):
     science = json.loads(listed.stdout)
     assert [p["email"] for p in science] == ["ana@example.org"]
     as_csv = list(csv.reader(cli("subscribers", "list", "--format", "csv").stdout.splitlines()))
-    assert as_csv[0] == ["email", "name", "topics", "status"] and len(as_csv) == 3
+    assert as_csv[0] == ["email", "name", "topics", "status", "lists"] and len(as_csv) == 3
 
     shown = cli("subscribers", "show", "ANA@example.org")
     assert shown.returncode == 0 and "science" in shown.stdout and "active" in shown.stdout
@@ -65,3 +65,36 @@ def test_remove_and_purge(cli, tmp_path):
     people = {p["email"]: p for p in json.loads(listing)}
     assert people["ana@example.org"]["status"] == "unsubscribed"
     assert cli("subscribers", "remove", "zed@example.org").returncode == 1
+
+
+def test_list_membership_is_shown_set_and_carried_by_export_and_import(cli, tmp_path):
+    added = cli("subscribers", "add", "ana@example.org", "--lists", "weekly")
+    assert added.returncode == 0 and "lists: weekly" in added.stdout
+    shown = cli("subscribers", "show", "ana@example.org")
+    assert "Lists" in shown.stdout and "weekly" in shown.stdout and "daily" not in shown.stdout
+    bad = cli("subscribers", "add", "ana@example.org", "--lists", "monthly")
+    assert bad.returncode == 1
+    assert "Unknown list 'monthly'; use daily or weekly (or both)." in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    exported = tmp_path / "out.csv"
+    cli("subscribers", "export", str(exported))
+    rows = list(csv.DictReader(exported.open(encoding="utf-8")))
+    assert [(r["email"], r["lists"]) for r in rows] == [("ana@example.org", "weekly")]
+
+    # A file with a lists column: new people get theirs, a known one changes, a blank cell
+    # means both lists for someone new and no change for someone known, a bad one is a bad row.
+    path = _csv(
+        tmp_path,
+        "email,lists\nana@example.org,daily;weekly\nbo@example.org,weekly\n"
+        "cy@example.org,\ndee@example.org,fortnightly\n",
+    )
+    imported = cli("subscribers", "import", str(path))
+    assert "1 added" not in imported.stdout and "line 5:" in imported.stderr
+    assert "Unknown list 'fortnightly'" in imported.stderr
+    listed = json.loads(cli("subscribers", "list", "--format", "json").stdout)
+    assert {p["email"]: p["lists"] for p in listed} == {
+        "ana@example.org": ["daily", "weekly"],
+        "bo@example.org": ["weekly"],
+        "cy@example.org": ["daily", "weekly"],
+    }

@@ -12,7 +12,7 @@ import lxml.html
 import pytest
 
 from digest.errors import DigestError
-from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
+from digest.mail.message import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
 from digest.models import Article, Digest, DigestItem, Quote, Summary
 from digest.pipeline import render
 from digest.render import (
@@ -156,7 +156,8 @@ def test_links_buttons_and_footer():
     html = render_digest(golden_digest(), BRAND).html
     tree = _tree(html)
     hrefs = tree.xpath("//a/@href")
-    assert hrefs and all(h.startswith("https://") or h == UNSUBSCRIBE_TOKEN for h in hrefs)
+    personal = (UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN)
+    assert hrefs and all(h.startswith("https://") or h in personal for h in hrefs)
     headline = tree.xpath("//a[@class='headline-link']")[0]
     assert headline.get("href").startswith("https://news.example.org/2026/11/harbour-levy")
     links = tree.find_class("more-link")
@@ -180,6 +181,7 @@ def test_links_buttons_and_footer():
     assert "The Harbour Digest, 12 Quay Street, Port Alden 40210" in footer.text_content()
     footer_links = {a.text: a.get("href") for a in footer.iter("a")}
     assert footer_links == {
+        "Preferences": PREFERENCES_TOKEN,
         "Unsubscribe": UNSUBSCRIBE_TOKEN,
         "View in browser": "https://digest.example.org/archive/daily/2026-11-28",
     }
@@ -206,6 +208,7 @@ def test_text_part_is_wrapped_with_its_links_listed():
     assert "Read at science.example.net: https://science.example.net/comet-12p-shower" in text
     assert "javascript:" not in text
     assert f"Unsubscribe: {UNSUBSCRIBE_TOKEN}" in text
+    assert f"Preferences: {PREFERENCES_TOKEN}" in text
     assert "View in browser: https://digest.example.org/archive/daily/2026-11-28" in text
     assert f"Hello {NAME_TOKEN}, here are 4 stories" in text
     assert "Reply to this email to reach the editors" in text

@@ -91,6 +91,26 @@ def test_reimport_changes_nothing_and_never_resubscribes(engine, tmp_path):
     assert _people(engine)["bo@example.org"].status == "active"
 
 
+def test_import_carries_list_membership_on_both_stores(engine, tmp_path):
+    """New rows (COPY on PostgreSQL) and changed rows (one array UPDATE) keep their lists."""
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "email,lists\nana@example.org,weekly\nbo@example.org,daily\ncy@example.org,\n",
+        encoding="utf-8",
+    )
+    import_csv(engine, csv_file)
+    people = _people(engine)
+    assert {a: p.lists for a, p in people.items()} == {
+        "ana@example.org": ("weekly",),
+        "bo@example.org": ("daily",),
+        "cy@example.org": ("daily", "weekly"),
+    }
+    csv_file.write_text("email,lists\nana@example.org,daily\nbo@example.org,daily\n")
+    report = import_csv(engine, csv_file)
+    assert (report.updated, report.unchanged) == (1, 1)
+    assert _people(engine)["ana@example.org"].lists == ("daily",)
+
+
 def _statements_while(engine, action) -> int:
     """How many statements the database received while `action` ran (an executemany is one)."""
     count = 0

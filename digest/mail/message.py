@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 NAME_TOKEN = "@@digest-name@@"  # noqa: S105 (a placeholder, not a secret)
 UNSUBSCRIBE_TOKEN = "@@digest-unsubscribe@@"  # noqa: S105
+PREFERENCES_TOKEN = "@@digest-preferences@@"  # noqa: S105
 ANONYMOUS_NAME = "there"  # "Hello there," when we do not know a reader's name
 # Words before a first name that are not one: "Hello Dr.," reads worse than the full name.
 _TITLES = frozenset("mr mrs ms mx dr prof sir dame rev fr sr sra".split())
@@ -52,7 +53,9 @@ def first_name(name: str | None) -> str:
     return words[0]
 
 
-_TOKEN = re.compile("(" + "|".join(map(re.escape, (NAME_TOKEN, UNSUBSCRIBE_TOKEN))) + ")")
+_TOKEN = re.compile(
+    "(" + "|".join(map(re.escape, (NAME_TOKEN, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN))) + ")"
+)
 _SOFT_BREAK = b"=\r\n"
 # Any ASCII control character in a header value can end the header for some parser;
 # CR and LF are the classic injection, the others are refused for the same reason.
@@ -129,10 +132,20 @@ class _Slot(IntEnum):
     URL_TEXT = 4
     NAME_HTML = 5
     URL_HTML = 6
+    PREFERENCES_TEXT = 7
+    PREFERENCES_HTML = 8
 
 
-_TEXT_SLOTS = {NAME_TOKEN: _Slot.NAME_TEXT, UNSUBSCRIBE_TOKEN: _Slot.URL_TEXT}
-_HTML_SLOTS = {NAME_TOKEN: _Slot.NAME_HTML, UNSUBSCRIBE_TOKEN: _Slot.URL_HTML}
+_TEXT_SLOTS = {
+    NAME_TOKEN: _Slot.NAME_TEXT,
+    UNSUBSCRIBE_TOKEN: _Slot.URL_TEXT,
+    PREFERENCES_TOKEN: _Slot.PREFERENCES_TEXT,
+}
+_HTML_SLOTS = {
+    NAME_TOKEN: _Slot.NAME_HTML,
+    UNSUBSCRIBE_TOKEN: _Slot.URL_HTML,
+    PREFERENCES_TOKEN: _Slot.PREFERENCES_HTML,
+}
 
 
 def _encode_with_slots(content: str, slots: Mapping[str, _Slot]) -> list[bytes | _Slot]:
@@ -222,6 +235,7 @@ class MessageTemplate:
         feedback_id: str = "",
         dkim: DkimSigner | None = None,
         id_key: str = "",
+        preferences_url: str = "",
     ) -> None:
         for value, what in [
             (rendered.subject, "subject"),
@@ -232,7 +246,14 @@ class MessageTemplate:
             (feedback_id, "feedback id"),
         ]:
             reject_line_breaks(value, what)
-        for url, what in [(unsubscribe_url, "unsubscribe URL"), (unsubscribe_mailto, "mailto")]:
+        # The preferences page reads the same signed token as the unsubscribe link (it can
+        # unsubscribe too); without one, the footer's link goes to the unsubscribe page.
+        preferences_url = preferences_url or unsubscribe_url
+        for url, what in [
+            (unsubscribe_url, "unsubscribe URL"),
+            (unsubscribe_mailto, "mailto"),
+            (preferences_url, "preferences URL"),
+        ]:
             if _URL_UNSAFE.search(url) or not url.isascii():
                 raise InvalidInput(
                     f"The {what} {url!r} must be ASCII without spaces, quotes or brackets "
@@ -242,6 +263,7 @@ class MessageTemplate:
         self._domain = domain or "localhost"
         self._unsubscribe_url = unsubscribe_url
         self._unsubscribe_mailto = unsubscribe_mailto
+        self._preferences_url = preferences_url
         self._dkim = dkim
         # The same digest key and list give the same Message-ID prefix, so a retried
         # copy is recognisably the same message; other lists get other prefixes.
@@ -328,6 +350,7 @@ class MessageTemplate:
         if _URL_UNSAFE.search(token):
             raise InvalidInput(f"The unsubscribe token {token!r} is not URL-safe.")
         url = self._unsubscribe_url.format(token=token)
+        preferences = self._preferences_url.format(token=token)
         message_id = self.message_id(subscriber)
         shown = first_name(name) or ANONYMOUS_NAME
         values = (
@@ -338,6 +361,8 @@ class MessageTemplate:
             qp_value(url),
             qp_value(html.escape(shown)),
             qp_value(html.escape(url)),
+            qp_value(preferences),
+            qp_value(html.escape(preferences)),
         )
         return values, message_id
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,10 +45,13 @@ def create_digest(
     html: str,
     text: str,
     items: Iterable[tuple[int, Summary]],
+    audience: str = "daily",
 ) -> int | None:
-    """Insert the digest, its items and one pending delivery per active subscriber.
+    """Insert the digest, its items and one pending delivery per reader of it.
 
-    Returns None when a digest with this key already exists (someone else composed it).
+    Its readers are the active subscribers who take this list (`audience`: daily or
+    weekly) and are not pausing. Returns None when a digest with this key already exists
+    (someone else composed it).
     """
     # A second composer of the same key (another host, a moment later) waits here until the
     # first commits, then inserts nothing.
@@ -90,10 +93,21 @@ def create_digest(
                 sa.literal("pending"),
                 sa.literal(0),
                 sa.literal(now(), UTCDateTime()),
-            ).where(subscribers.c.status == "active"),
+            ).where(*readers_of(audience, now())),
         )
     )
     return digest_id
+
+
+def readers_of(audience: str, moment: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    """Who a digest of this list, composed at `moment`, goes to."""
+    wants = subscribers.c.wants_weekly if audience == "weekly" else subscribers.c.wants_daily
+    paused_until = subscribers.c.paused_until
+    return (
+        subscribers.c.status == "active",
+        wants,
+        sa.or_(paused_until.is_(None), paused_until <= sa.literal(moment, UTCDateTime())),
+    )
 
 
 def _went_out(list_name: str) -> Any:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from digest.models import Subscriber
+from digest.models import LISTS, Subscriber
 from digest.store.schema import (
     _new_id,
     deliveries,
@@ -26,8 +26,23 @@ from digest.store.schema import (
 
 def _subscriber_from_row(row: Any) -> Subscriber:
     return Subscriber(
-        id=row.id, email=row.email, name=row.name, topics=tuple(row.topics), status=row.status
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        topics=tuple(row.topics),
+        status=row.status,
+        lists=lists_of(row.wants_daily, row.wants_weekly),
+        paused_until=row.paused_until,
     )
+
+
+def lists_of(daily: bool, weekly: bool) -> tuple[str, ...]:
+    return tuple(name for name, wanted in zip(LISTS, (daily, weekly), strict=True) if wanted)
+
+
+def list_columns(lists: Sequence[str]) -> dict[str, bool]:
+    """The columns that hold list membership, for these list names."""
+    return {"wants_daily": "daily" in lists, "wants_weekly": "weekly" in lists}
 
 
 def find_subscriber(conn: Connection, email: str) -> Subscriber | None:
@@ -150,11 +165,16 @@ def _copy_subscribers(conn: Connection, rows: Sequence[dict[str, Any]], stamp: d
     ).all()
     # The DB-API connection of this same transaction; psycopg's COPY is not in SQLAlchemy.
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    columns = "id, email, name, topics, status, created_at, status_changed_at"
+    columns = (
+        "id, email, name, topics, status, created_at, status_changed_at, wants_daily, wants_weekly"
+    )
     with cursor.copy(f"COPY subscribers ({columns}) FROM STDIN") as copy:
         for sid, row in zip(ids, rows, strict=True):
             topics = json.dumps(list(row["topics"]))
-            copy.write_row((sid, row["email"], row["name"], topics, row["status"], stamp, stamp))
+            daily, weekly = row.get("wants_daily", True), row.get("wants_weekly", True)
+            copy.write_row(
+                (sid, row["email"], row["name"], topics, row["status"], stamp, stamp, daily, weekly)
+            )
     with cursor.copy("COPY subscriber_events (subscriber_id, event, at) FROM STDIN") as copy:
         for sid, row in zip(ids, rows, strict=True):
             copy.write_row((sid, row["status"], stamp))
@@ -202,12 +222,7 @@ def _update_from_arrays(
     values = {k: [p[k if k == "sid" else f"new_{k}"] for p in params] for k in keys}
     values["topics"] = [json.dumps(list(t)) for t in values.get("topics", [])]
     arrays = [
-        sa.bindparam(
-            f"all_{k}",
-            values[k],
-            type_=postgresql.ARRAY(sa.Integer if k == "sid" else sa.Text),
-        )
-        for k in keys
+        sa.bindparam(f"all_{k}", values[k], type_=postgresql.ARRAY(_array_type(k))) for k in keys
     ]
     changed = sa.func.unnest(*arrays).table_valued(*keys).render_derived("changed")
     setting: dict[str, Any] = {
@@ -216,6 +231,14 @@ def _update_from_arrays(
     if "status" in columns:
         setting["status_changed_at"] = stamp
     conn.execute(subscribers.update().where(subscribers.c.id == changed.c.sid).values(setting))
+
+
+def _array_type(column: str) -> Any:
+    if column == "sid":
+        return sa.Integer
+    if isinstance(subscribers.c[column].type, sa.Boolean):
+        return sa.Boolean
+    return sa.Text
 
 
 def iter_subscribers(

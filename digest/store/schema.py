@@ -127,6 +127,11 @@ subscribers = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("status_changed_at", UTCDateTime(), nullable=False),
+    # Added by _v8_reader_preferences: which lists the reader takes (both, as before the
+    # preferences page, unless they chose), and the end of a pause they asked for.
+    sa.Column("wants_daily", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("wants_weekly", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("paused_until", UTCDateTime()),
 )
 
 deliveries = sa.Table(
@@ -245,6 +250,10 @@ def _v7_signup_attempts(conn: Connection) -> None:
     signup_attempts.create(conn, checkfirst=True)
 
 
+def _v8_reader_preferences(conn: Connection) -> None:
+    _add_missing_columns(conn, subscribers)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -254,6 +263,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v5_delivery_claims,
     _v6_bounces,
     _v7_signup_attempts,
+    _v8_reader_preferences,
 )
 
 

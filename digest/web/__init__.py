@@ -15,7 +15,7 @@ from starlette.routing import Route
 from digest.pipeline import open_store
 from digest.settings import Settings
 from digest.subscribers import secret_key
-from digest.web import archive, operator, public, webhooks
+from digest.web import archive, operator, preferences, public, webhooks
 from digest.web.archive import neutral as neutral
 from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
 from digest.web.guard import is_loopback as is_loopback
@@ -37,6 +37,7 @@ ROUTES = [
     Route(archive.FEED_PATH, archive.feed),
     Route("/archive/{key:path}", archive.issue),
     Route("/unsubscribe/{token}", public.unsubscribe, methods=["GET", "POST"]),
+    Route("/preferences/{token}", preferences.preferences, methods=["GET", "POST"]),
     Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", public.confirm),
     Route("/webhooks/postmark", webhooks.postmark, methods=["POST"]),

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from digest import store
-from digest.mail.message import NAME_TOKEN, UNSUBSCRIBE_TOKEN
+from digest.mail.message import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
 from digest.pipeline import render, stored_digest
 from digest.web.feed import Issue, atom_feed
 from digest.web.guard import operator_here
@@ -24,9 +24,18 @@ IN_FEED = 20  # issues in the Atom feed
 FEED_PATH = "/archive/feed.xml"
 
 
-def neutral(content: str, name: str = "there", unsubscribe: str = "#unsubscribe") -> str:
+def neutral(
+    content: str,
+    name: str = "there",
+    unsubscribe: str = "#unsubscribe",
+    preferences: str = "#preferences",
+) -> str:
     """Fill personal tokens with neutral values: archives name nobody."""
-    return content.replace(NAME_TOKEN, name).replace(UNSUBSCRIBE_TOKEN, unsubscribe)
+    return (
+        content.replace(NAME_TOKEN, name)
+        .replace(UNSUBSCRIBE_TOKEN, unsubscribe)
+        .replace(PREFERENCES_TOKEN, preferences)
+    )
 
 
 def _site(shared: WebState) -> str:

@@ -66,9 +66,15 @@ def operator_here(request: Request) -> bool:
     return state(request).local_operator and is_local(request)
 
 
-def _same_origin(request: Request, base_url: str) -> bool:
-    """An operator POST came from a page of this site (browsers always send Origin)."""
-    origin = request.headers.get("origin") or ""
+def same_origin(request: Request, base_url: str, *, unsaid_ok: bool = False) -> bool:
+    """A POST came from a page of this site (browsers always send Origin).
+
+    `unsaid_ok` lets a request without an Origin through: a reader's form whose token is
+    its own proof, posted from an older browser or a mail client's own view.
+    """
+    origin = request.headers.get("origin")
+    if origin is None and unsaid_ok:
+        return True
     if not origin or origin == "null":
         return False
     own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
@@ -144,7 +150,7 @@ def _refusal(request: Request) -> Response | None:
             "DIGEST_WEB__ADMIN_PASSWORD); without it they open only under "
             "`digest preview`, in a browser on the same machine.",
         )
-    if request.method == "POST" and not _same_origin(request, shared.settings().web.base_url):
+    if request.method == "POST" and not same_origin(request, shared.settings().web.base_url):
         return page(
             request,
             "message.html.j2",
