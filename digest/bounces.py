@@ -2,8 +2,10 @@
 
 A report is recorded in one transaction, and only then moved to the processed folder: a
 run stopped in between finds it again next time, and recording it twice changes nothing
-(the bounces table is unique per report and subscriber). Messages that are not bounces,
-or name no subscriber, stay in the folder for a person to read, and are reported.
+(the bounces table is unique per report and subscriber). An unsubscribe request sent to
+the List-Unsubscribe mailto (subject "unsubscribe") unsubscribes its sender, as the
+one-click link does, when the sender is a subscriber. Messages that are neither, or name
+no subscriber, stay in the folder for a person to read, and are reported.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from email.parser import BytesHeaderParser
 from sqlalchemy.engine import Connection, Engine
 
 from digest import store
-from digest.errors import ConfigError
+from digest.errors import ConfigError, InvalidInput
 from digest.mail.dsn import Bounce, Failure, read_bounce
 from digest.mail.imap import BounceMailbox
+from digest.mail.unsubscribe_request import UnsubscribeRequest, read_unsubscribe_request
 from digest.mail.verp import verp_subscriber
 from digest.settings import Settings
-from digest.subscribers import secret_key
+from digest.subscribers import normalize_email, secret_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +45,14 @@ class BounceReport:
     soft: int = 0
     marked_bounced: int = 0
     already_recorded: int = 0
+    unsubscribed: int = 0  # by a message to the List-Unsubscribe mailto
     moved: int = 0
     left: list[LeftMessage] = field(default_factory=list)
 
 
 NOT_A_BOUNCE = "not a bounce report"
 NO_SUBSCRIBER = "names no subscriber or delivery of ours"
+UNTRUSTED_REQUEST = "an unsubscribe request whose From failed DMARC; not acted on"
 
 
 def process_bounces(
@@ -93,6 +98,9 @@ def _record(
     """Record one message's bounces; False (and why, in the report) if it stays."""
     bounce = read_bounce(data)
     if bounce is None:
+        request = read_unsubscribe_request(data)
+        if request is not None:
+            return _unsubscribe(engine, data, request, report)
         report.left.append(_left(data, NOT_A_BOUNCE))
         return False
     with store.transaction(engine) as conn:
@@ -121,6 +129,29 @@ def _record(
             if outcome == "marked_bounced":
                 report.marked_bounced += 1
     return True
+
+
+def _unsubscribe(
+    engine: Engine, data: bytes, request: UnsubscribeRequest, report: BounceReport
+) -> bool:
+    """Unsubscribe the sender of a mailto request; False (and why) if it stays."""
+    if not request.trusted:
+        report.left.append(_left(data, UNTRUSTED_REQUEST))
+        return False
+    try:
+        address = normalize_email(request.address)
+    except InvalidInput:
+        report.left.append(_left(data, NO_SUBSCRIBER))
+        return False
+    with store.transaction(engine) as conn:
+        subscriber = store.find_subscriber(conn, address)
+        if subscriber is None:
+            report.left.append(_left(data, NO_SUBSCRIBER))
+            return False
+        if subscriber.status in ("active", "pending"):
+            store.update_subscriber(conn, subscriber.id, status="unsubscribed")
+            report.unsubscribed += 1
+    return True  # someone who had already left: the request is done, file it away
 
 
 def _targets(

@@ -616,6 +616,7 @@ def bounces(ctx: typer.Context) -> None:
     table.add_row("Soft bounces recorded", str(report.soft))
     table.add_row("Subscribers marked bounced", str(report.marked_bounced))
     table.add_row("Already recorded before", str(report.already_recorded))
+    table.add_row("Unsubscribed by email", str(report.unsubscribed))
     table.add_row("Moved to the processed folder", str(report.moved))
     table.add_row("Left in the folder", str(len(report.left)))
     console.print(table)

@@ -223,3 +223,19 @@ Content-Type: message/delivery-status
 \x00\x01 Final-Recipient: ;;;; <>>
 Action: failed
 """)
+
+
+def unsubscribe_request(sender: str, authentication: str = "dmarc=pass") -> bytes:
+    """What a mail program's "unsubscribe" button sends to the List-Unsubscribe mailto."""
+    return _crlf(f"""
+Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.org; {authentication}
+From: {sender}
+To: {SENDER}
+Subject: unsubscribe
+Date: Tue, 1 Dec 2026 09:20:00 +0000
+Message-ID: <unsub.{abs(hash(sender))}@example.org>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+This message was sent automatically to unsubscribe.
+""")

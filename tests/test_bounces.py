@@ -14,6 +14,7 @@ import pytest
 
 from digest import store
 from digest.mail.dsn import read_bounce
+from digest.mail.unsubscribe_request import read_unsubscribe_request
 from digest.settings import load_settings
 from tests import dsn_samples
 from tests.conftest import SAMPLES, write_config
@@ -183,6 +184,53 @@ def _two_digests(config_file: Path) -> tuple[int, list[int]]:
 
 
 @pytest.mark.both_stores
+@pytest.mark.both_stores
+def test_an_unsubscribe_sent_to_the_list_mailto_is_honoured(
+    cli, tmp_path, config_file, imap, password
+):
+    _send_digest(cli, tmp_path, config_file)
+    imap.append(dsn_samples.unsubscribe_request(f"Ana <{ANA.upper()}>"))
+    imap.append(dsn_samples.unsubscribe_request(ANA))  # the button pressed twice
+    # A forged From that the receiving server saw fail DMARC changes nothing.
+    imap.append(dsn_samples.unsubscribe_request(JOSE, authentication="dmarc=fail"))
+    imap.append(dsn_samples.unsubscribe_request("stranger@example.com"))
+
+    result = cli("bounces", env=password)
+
+    assert result.returncode == 0, result.stderr
+    assert _row(result.stdout, "Unsubscribed by email") == 1
+    assert _row(result.stdout, "Moved to the processed folder") == 2
+    assert _row(result.stdout, "Left in the folder") == 2
+    assert "failed DMARC" in result.stdout and "names no subscriber" in result.stdout
+    state = _state(config_file)
+    assert state[ANA][0] == "unsubscribed" and state[ANA][3][-1] == "unsubscribed"
+    assert state[JOSE][0] == "active"
+    # Read again: the two requests left behind are still not acted on, nothing repeats.
+    again = cli("bounces", env=password)
+    assert _row(again.stdout, "Messages read") == 2
+    assert _row(again.stdout, "Unsubscribed by email") == 0
+
+
+@pytest.mark.parametrize(
+    ("subject", "is_request"),
+    [
+        ("unsubscribe", True),
+        ("UNSUBSCRIBE me", True),
+        ("Re: unsubscribe", True),
+        ("Please do not unsubscribe me", False),
+        ("Loved it", False),
+    ],
+)
+def test_what_counts_as_an_unsubscribe_request(subject, is_request):
+    data = dsn_samples.unsubscribe_request(ANA).replace(
+        b"Subject: unsubscribe", b"Subject: " + subject.encode()
+    )
+    request = read_unsubscribe_request(data)
+    assert (request is not None) == is_request
+    if request is not None:
+        assert request.address == ANA and request.trusted
+
+
 def test_soft_bounces_mark_bounced_at_the_threshold_of_distinct_digests(config_file):
     subscriber_id, (first, second) = _two_digests(config_file)
     engine = store.connect(load_settings(config_file).db_url)
