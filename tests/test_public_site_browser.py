@@ -121,3 +121,29 @@ def test_a_reader_signs_up_and_confirms_in_the_browser(
     page.goto(site + _confirmation_link(smtp, "new.reader@example.org"))
     assert page.get_by_role("heading", level=1).inner_text() == "You are subscribed"
     page.close()
+
+
+def test_a_reader_changes_their_preferences_from_the_emails_footer(
+    site: str, smtp: SmtpServer, browser: BrowserContext
+):
+    [digest] = [r for r in smtp.handler.received if r.recipient == "first@example.org"]
+    message = email.message_from_bytes(digest.data, policy=email.policy.default)
+    text = message.get_body(("plain",)).get_content()
+    found = re.search(rf"Preferences: {re.escape(PUBLIC_BASE)}(/preferences/\S+)", text)
+    assert found is not None
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(site + found.group(1))
+    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert scroll <= inner, f"the preferences page scrolls sideways ({scroll})"
+    page.get_by_label("science").check()
+    page.get_by_label("Take a break").select_option(label="Pause for 2 weeks")
+    page.get_by_role("button", name="Save").click()
+    assert "Saved." in page.get_by_role("status").inner_text()
+    assert page.get_by_label("science").is_checked()
+    assert "Stay paused until" in page.get_by_label("Take a break").inner_text()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "preferences-390.png"), full_page=True)
+    page.get_by_role("button", name="Unsubscribe").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "You are unsubscribed"
+    page.close()
