@@ -136,7 +136,15 @@ def reset(engine: sa.Engine, digest_id: int) -> None:
         conn.execute(
             store.deliveries.update()
             .where(store.deliveries.c.digest_id == digest_id)
-            .values(status="pending", attempts=0, message_id=None, error=None)
+            # A sent row keeps its claim until it expires; a reset row must be free to claim.
+            .values(
+                status="pending",
+                attempts=0,
+                message_id=None,
+                error=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
 
