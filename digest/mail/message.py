@@ -323,6 +323,7 @@ class MessageTemplate:
                 "render it without track_clicks, or pass its ClickLinks."
             )
         self._clicks = clicks
+        self._escape_clicks = clicks is not None and html.escape(clicks.prefix) != clicks.prefix
 
     @property
     def tracks_clicks(self) -> bool:
@@ -369,7 +370,7 @@ class MessageTemplate:
         # base URL itself holds "&" or a quote.
         text = {article: qp_value(url) for article, url in links.items()}
         escaped = text
-        if html.escape(self._clicks.prefix) != self._clicks.prefix:
+        if self._escape_clicks:
             escaped = {article: qp_value(html.escape(url)) for article, url in links.items()}
         for index, (article, as_html) in self._click_slots:
             parts[index] = escaped[article] if as_html else text[article]
