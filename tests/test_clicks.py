@@ -125,6 +125,8 @@ def test_a_click_goes_to_the_stored_url_and_counts_once_per_reader(tracked):
         assert response.status_code == 302
         assert response.headers["location"] in urls.values()
         assert response.headers["cache-control"] == "no-store"
+        # The story's site is not told the link (and its token) the reader came through.
+        assert response.headers["referrer-policy"] == "no-referrer"
     first = client.get(ann_links[0], follow_redirects=False).headers["location"]
     client.get(ann_links[0], follow_redirects=False)  # the same reader again: no new click
     client.get(bo_links[0], follow_redirects=False)

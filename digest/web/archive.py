@@ -153,6 +153,8 @@ Disallow: /preview
 Disallow: /unsubscribe/
 Disallow: /confirm/
 Disallow: /webhooks/
+Disallow: /digests
+Disallow: /c/
 """
 
 
