@@ -1,6 +1,7 @@
 """Send over SMTP: digest's ledger loop and SMTP transport against Postfix's smtp-sink.
 
     .venv/bin/python benchmarks/send_smtp.py [--messages 10000] [--connections 1 4] [--runs 5]
+                                             [--clicks]
 
 Needs Postfix's test tools (Debian: `apt-get install postfix`; only smtp-sink and
 smtp-source are used, no Postfix daemon). The script starts smtp-sink on a free local
@@ -11,6 +12,9 @@ port, then for each connection count alternates two measurements on the same sin
   PIPELINING (and, for comparison, in lock step as smtplib would), ledger writes;
 - reference: `smtp-source -d -s C -m N -l SIZE`, Postfix's C load generator, with the
   same count, the same size (that of digest's messages) and number of connections.
+
+With --clicks, every story link is the reader's own signed click link (tracking.clicks),
+as when click tracking is on; without it, the story's own URL.
 
 It prints the median rate of each, their ratio, the CPU time each spends per message
 (which, unlike the rates, does not depend on what else the machine is doing), and the
@@ -40,6 +44,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 import sqlalchemy as sa  # noqa: E402
 
 from digest import store  # noqa: E402
+from digest.clicks import ClickLinks  # noqa: E402
 from digest.deliver import DeliveryPolicy, deliver_digest  # noqa: E402
 from digest.mail.message import MessageTemplate  # noqa: E402
 from digest.mail.smtp import SmtpConfig, SmtpTransport  # noqa: E402
@@ -68,12 +73,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def template_of_size(size: int) -> tuple[MessageTemplate, int]:
+def template_of_size(size: int, clicks: bool = False) -> tuple[MessageTemplate, int]:
     """A digest of real stories (the summarizer's fixtures), as many as make ~`size` bytes."""
     paths = sorted(FIXTURES.glob("*.json"))
     for count in range(1, len(paths) + 1):
         items = []
-        for path in paths[:count]:
+        for number, path in enumerate(paths[:count], start=1):
             data = json.loads(path.read_text(encoding="utf-8"))
             article = Article(
                 title=data["title"],
@@ -81,6 +86,7 @@ def template_of_size(size: int) -> tuple[MessageTemplate, int]:
                 source="Local Desk",
                 url=f"https://news.example.org/{path.stem}",
                 byline=data.get("byline"),
+                id=number,
             )
             quotes = tuple(Quote(q["text"], q.get("speaker")) for q in data["quotes"][:2])
             items.append(DigestItem(article, Summary(data["lead"], quotes)))
@@ -88,6 +94,7 @@ def template_of_size(size: int) -> tuple[MessageTemplate, int]:
             Digest(KEY, "The Daily Digest", date(2026, 11, 28), tuple(items)),
             BRAND,
             subject_pattern="{name} — {date}: {headline}",
+            track_clicks=clicks,
         )
         template = MessageTemplate(
             rendered,
@@ -98,6 +105,7 @@ def template_of_size(size: int) -> tuple[MessageTemplate, int]:
             unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
             digest_key=KEY,
             sent_at=datetime.now(UTC),
+            clicks=ClickLinks(SECRET, 1, BRAND.base_url) if clicks else None,
         )
         copy = template.personalize(Subscriber(1, "ana.lindgren@example.org", "Ana"), "t" * 40)
         if len(copy.data) >= size:
@@ -136,7 +144,15 @@ def reset(engine: sa.Engine, digest_id: int) -> None:
         conn.execute(
             store.deliveries.update()
             .where(store.deliveries.c.digest_id == digest_id)
-            .values(status="pending", attempts=0, message_id=None, error=None)
+            # A sent row keeps its claim until it expires; a reset row must be free to claim.
+            .values(
+                status="pending",
+                attempts=0,
+                message_id=None,
+                error=None,
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
 
@@ -190,15 +206,18 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20_000, help="about this many bytes each")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--clicks", action="store_true", help="click tracking on")
     args = parser.parse_args()
     sink, source = tool("smtp-sink"), tool("smtp-source")
-    template, size = template_of_size(args.size)
+    template, size = template_of_size(args.size, args.clicks)
     mailing = Mailing(KEY, template, lambda sid: make_token(SECRET, sid, "unsubscribe"))
     sample = mailing.envelope(Subscriber(7, "reader000007@example.org", "Zoë Park"))
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}")
     print(f"{args.messages} messages of {size} bytes each, from digest and from smtp-source")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"Message-ID sample {sample.message_id}, {len(sample.data)} bytes")
+    links = sample.data.count(b"/c/")
+    print(f"click tracking {'on' if args.clicks else 'off'}: {links} click links per copy")
 
     port = free_port()
     user = ["-u", "postfix"] if os.geteuid() == 0 else []

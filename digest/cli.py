@@ -477,7 +477,7 @@ def schedule(
 
 
 def _print_outcomes(settings: Settings) -> None:
-    """The last issues of the daily list: sent, failed, and who left within a week."""
+    """The last issues of the daily list: sent, failed, who left within a week, clicks."""
     from digest import store
     from digest.outcomes import LEFT, issue_outcomes
 
@@ -485,14 +485,19 @@ def _print_outcomes(settings: Settings) -> None:
     if not outcomes:
         return
     table = Table(title=f"How the last issues did ({settings.digest.list_name})")
-    for column in ("Issue", "Sent", "Failed", "Pending", *(s.title() for s in LEFT)):
-        table.add_column(column, justify="left" if column == "Issue" else "right")
+    columns = ("Issue", "Sent", "Failed", "Pending", *(s.title() for s in LEFT), "Clicks")
+    for column in (*columns, "Most clicked"):
+        table.add_column(column, justify="left" if column in ("Issue", "Most clicked") else "right")
     for item in outcomes:
         counts = [item.deliveries.get(s, 0) for s in ("sent", "failed", "pending")]
         left = [item.left.get(s, 0) for s in LEFT]
-        table.add_row(item.key, *(str(n) for n in counts + left))
+        top = item.stories[0] if item.stories else None
+        most = f"{top.title} ({top.clicks})" if top else "-"
+        table.add_row(item.key, *(str(n) for n in [*counts, *left, item.clicks]), most)
     console.print(table)
     console.print("Bounced, complained and unsubscribed: readers of the issue, within 7 days.")
+    if not settings.tracking.clicks:
+        console.print("Click tracking is off (tracking.clicks); new issues record no clicks.")
 
 
 @app.command()

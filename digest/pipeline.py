@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from digest import store
+from digest.clicks import CLICK_PREFIX, ClickLinks
 from digest.collect import SourceReport, collect_sources
 from digest.compose import compose_digest, digest_key, for_topics
 from digest.deliver import DeliveryPolicy, DeliveryReport, deliver_digest, send_test
@@ -82,8 +83,14 @@ def draft_digest(settings: Settings, engine: Engine, moment: datetime | None = N
     )
 
 
-def render(settings: Settings, digest: Digest, *, whole: bool = False) -> RenderedDigest:
-    """The email; `whole=True` skips the size budget, for the web version of a digest."""
+def render(
+    settings: Settings, digest: Digest, *, whole: bool = False, tracked: bool = False
+) -> RenderedDigest:
+    """The email; `whole=True` skips the size budget, for the web version of a digest.
+
+    `tracked=True` (for a digest that is stored, so its links can be signed) leaves click
+    markers in the story links when `tracking.clicks` is on.
+    """
     return render_digest(
         digest,
         branding(settings),
@@ -93,13 +100,19 @@ def render(settings: Settings, digest: Digest, *, whole: bool = False) -> Render
         group_by=settings.digest.group_by,
         size_budget=None if whole else HTML_BUDGET_BYTES,
         language=settings.digest.language,
+        track_clicks=tracked and settings.tracking.clicks,
     )
 
 
 def message_template(
-    settings: Settings, digest_key: str, rendered: RenderedDigest
+    settings: Settings, digest_key: str, rendered: RenderedDigest, digest_id: int | None = None
 ) -> MessageTemplate:
+    """The message of a rendered digest; `digest_id` signs its click links, if it has any."""
     base = settings.web.base_url.rstrip("/")
+    key = secret_key(settings)[0]
+    clicks = None
+    if digest_id is not None and CLICK_PREFIX in rendered.html + rendered.text:
+        clicks = ClickLinks(key, digest_id, base)
     domain = settings.sender.address.rpartition("@")[2]
     return MessageTemplate(
         rendered,
@@ -114,7 +127,8 @@ def message_template(
         reply_to=settings.sender.reply_to,
         feedback_id=settings.delivery.feedback_id,
         dkim=dkim_signer(settings),
-        id_key=secret_key(settings)[0],
+        id_key=key,
+        clicks=clicks,
     )
 
 
@@ -164,7 +178,7 @@ def run_digest(
                 "`digest subscribers add` or `digest subscribers import FILE.csv`."
             )
             return report
-        rendered = render(settings, digest)
+        rendered = render(settings, digest, tracked=True)
         report.warnings.extend(rendered.warnings)
         with store.transaction(engine) as conn:
             digest_id = store.create_digest(
@@ -227,7 +241,7 @@ def deliver_pending(
             engine,
             digest_id=row.id,
             digest_key=row.key,
-            template=message_template(settings, row.key, row.rendered),
+            template=message_template(settings, row.key, row.rendered, row.id),
             transport=transport,
             token_for=lambda sid: make_token(key_secret, sid, "unsubscribe"),
             for_topics=topic_variant(settings, engine, row),
@@ -264,7 +278,7 @@ def topic_variant(
         chosen = for_topics(whole[0], topics)
         if not chosen.items:
             return None  # nothing in their topics today: no email rather than an empty one
-        return message_template(settings, row.key, render(settings, chosen))
+        return message_template(settings, row.key, render(settings, chosen, tracked=True), row.id)
 
     return build
 
@@ -311,8 +325,9 @@ def send_test_copy(settings: Settings, address: str, key: str | None = None) -> 
         reader = store.find_subscriber(conn, address)
     if key and row is None:
         raise NotFound(f"There is no digest {key!r}; see `digest run`, which composes one.")
+    digest_id = None  # a stored digest's click links count nothing for a test address
     if row is not None:
-        what, test_key, rendered = f"digest {row.key}", row.key, row.rendered
+        what, test_key, rendered, digest_id = f"digest {row.key}", row.key, row.rendered, row.id
     else:
         draft = draft_digest(settings, engine)
         if draft.items:
@@ -327,11 +342,12 @@ def send_test_copy(settings: Settings, address: str, key: str | None = None) -> 
             if latest is None:
                 raise NotFound("Nothing to send yet: no new articles; run `digest collect`.")
             what, test_key, rendered = f"digest {latest.key}", latest.key, latest.rendered
+            digest_id = latest.id
     key_secret, _ = secret_key(settings)
     # The outbox writes test copies to a folder of their own, never over a real copy.
     mailing = Mailing(
         f"test/{test_key}",
-        message_template(settings, test_key, rendered),
+        message_template(settings, test_key, rendered, digest_id),
         lambda sid: make_token(key_secret, sid, "unsubscribe"),
     )
     transport = open_transport(settings)

@@ -23,9 +23,10 @@ import cssutils
 import jinja2
 from premailer import Premailer
 
+from digest.clicks import CLICK_PREFIX, LINK_EXTRA, click_marker
 from digest.errors import ConfigError
 from digest.mail.message import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, qp_text
-from digest.models import Digest, DigestItem, RenderedDigest
+from digest.models import Article, Digest, DigestItem, RenderedDigest
 from digest.safetext import visible
 
 # Gmail clips a message body larger than about 102 KB behind a "View entire message" link,
@@ -290,13 +291,15 @@ def render_digest(
     group_by: GroupBy = "source",
     size_budget: int | None = HTML_BUDGET_BYTES,
     language: str = "en",
+    track_clicks: bool = False,
 ) -> RenderedDigest:
     """HTML (CSS inlined) and plain text for the digest, with personal tokens in place.
 
     With a `size_budget` (bytes of HTML), a digest too big for it is shortened: first to
     one quote per story, then to the stories that fit, followed by a link to the web
     version; a warning says what was left out. `size_budget=None` renders everything,
-    for the web version itself.
+    for the web version itself. With `track_clicks`, each story's links are markers
+    (see digest/clicks.py) that the message template makes into each reader's link.
     """
     env = template_environment(templates_dir)
     base_url = branding.base_url.rstrip("/")
@@ -319,7 +322,13 @@ def render_digest(
         # Past a few stories, a list of headlines up top lets a reader jump to one.
         "contents_from": CONTENTS_FROM,
         "language": language,
+        "story_link": _click_marker if track_clicks else _own_url,
     }
+    # A reader's click link is longer than its marker; count it as it will be sent.
+    extra = LINK_EXTRA + len(base_url) if track_clicks else 0
+
+    def sent_size(html: str) -> int:
+        return html_part_size(html) + (html.count(CLICK_PREFIX) * extra if extra else 0)
 
     def render(shown: Sequence[DigestItem]) -> tuple[str, str]:
         context.update(groups=group_items(shown, group_by), omitted=len(items) - len(shown))
@@ -328,10 +337,10 @@ def render_digest(
             return html, env.get_template("email/digest.txt.j2").render(context)
 
     html, text = render(items)
-    full_size = html_part_size(html)
+    full_size = sent_size(html)
     warnings = _base_url_warnings(base_url)
     if size_budget is not None and full_size > size_budget:
-        html, text, note = _shorten(items, render, size_budget)
+        html, text, note = _shorten(items, render, size_budget, sent_size)
         warnings.append(
             f"The HTML would be {full_size // 1024} KB, over the {size_budget // 1024} KB "
             f"budget under Gmail's {CLIP_LIMIT_BYTES // 1024} KB clipping limit; the email "
@@ -342,12 +351,15 @@ def render_digest(
 
 
 def _shorten(
-    items: list[DigestItem], render: Callable[[Sequence[DigestItem]], tuple[str, str]], budget: int
+    items: list[DigestItem],
+    render: Callable[[Sequence[DigestItem]], tuple[str, str]],
+    budget: int,
+    sent_size: Callable[[str], int] = html_part_size,
 ) -> tuple[str, str, str]:
     """The longest version that fits: one quote per story, then as many stories as fit."""
     trimmed = _with_quotes(items, 1)
     html, text = render(trimmed)
-    if html_part_size(html) <= budget:
+    if sent_size(html) <= budget:
         return html, text, "keeps one quote per story"
     # Binary search for the most stories that fit; `fits` holds a known-good version.
     low, high = 0, len(trimmed) - 1
@@ -355,7 +367,7 @@ def _shorten(
     while low <= high:
         middle = (low + high) // 2
         candidate = render(trimmed[:middle])
-        if html_part_size(candidate[0]) <= budget:
+        if sent_size(candidate[0]) <= budget:
             fits, low = candidate, middle + 1
         else:
             high = middle - 1
@@ -363,6 +375,20 @@ def _shorten(
         html, text = render([])
         return html, text, "keeps no story (and is still over: check the templates)"
     return *fits, f"keeps {high} of {len(items)} stories with one quote each"
+
+
+def _own_url(article: Article) -> str | None:
+    return article.url
+
+
+def _click_marker(article: Article) -> str | None:
+    """The marker the message template swaps for a reader's click link to this story.
+
+    A story with no URL has nothing to track; one not yet stored (no id) keeps its URL.
+    """
+    if article.url is None or article.id is None:
+        return article.url
+    return click_marker(article.id)
 
 
 def _base_url_warnings(base_url: str) -> list[str]:

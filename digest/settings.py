@@ -304,6 +304,14 @@ class WebSettings(_Section):
         return value
 
 
+class TrackingSettings(_Section):
+    clicks: bool = Field(
+        False,
+        description="Send story links through /c/<token> on web.base_url and count one "
+        "click per reader per story; off by default. SMTP and outbox delivery only.",
+    )
+
+
 class WebhookSettings(_Section):
     postmark_username: str = Field(
         "postmark", description="User name in the Postmark webhook URL's basic auth."
@@ -471,6 +479,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     web: WebSettings = WebSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    tracking: TrackingSettings = TrackingSettings()
     dkim: DkimSettings = DkimSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     bounces: BouncesSettings | None = Field(
@@ -513,6 +522,17 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "With a database other than SQLite, set DIGEST_SECRET_KEY, the same on every "
                 "host, so that links signed on one host work on all of them."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _clicks_over_smtp(self) -> Settings:
+        # A provider's batch API fills one marker per reader; click links need one per
+        # story per reader, which only the SMTP and outbox paths make today.
+        if self.tracking.clicks and self.delivery.backend not in ("smtp", "outbox"):
+            raise ConfigError(
+                f"tracking.clicks works with the smtp and outbox backends, not "
+                f"{self.delivery.backend}; turn tracking.clicks off or deliver over SMTP."
             )
         return self
 

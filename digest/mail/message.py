@@ -1,8 +1,9 @@
 """MIME built once per digest; per subscriber only a few byte-level slots change.
 
 The rendered digest holds tokens where personal values go (the reader's name, their
-unsubscribe URL). Both parts are quoted-printable encoded once, with each token set on a
-line of its own between soft line breaks, so no soft break can ever split a token. The
+unsubscribe URL, and with click tracking on their link to each story). Both parts are
+quoted-printable encoded once, with each token set on a line of its own between soft line
+breaks, so no soft break can ever split a token. The
 message is then kept as a list of byte chunks with numbered slots (the tokens, plus the
 To, Message-ID and List-Unsubscribe headers). Personalizing fills the slots with values
 encoded for their place and joins the chunks: microseconds, instead of the milliseconds a
@@ -24,8 +25,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from digest.clicks import CLICK_PREFIX, ClickLinks
 from digest.errors import DigestError, InvalidInput
 from digest.models import RenderedDigest, Subscriber
 
@@ -54,7 +56,11 @@ def first_name(name: str | None) -> str:
 
 
 _TOKEN = re.compile(
-    "(" + "|".join(map(re.escape, (NAME_TOKEN, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN))) + ")"
+    "("
+    + "|".join(map(re.escape, (NAME_TOKEN, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN)))
+    + "|"
+    + re.escape(CLICK_PREFIX)
+    + r"\d+@@)"
 )
 _SOFT_BREAK = b"=\r\n"
 # Any ASCII control character in a header value can end the header for some parser;
@@ -148,12 +154,26 @@ _HTML_SLOTS = {
 }
 
 
-def _encode_with_slots(content: str, slots: Mapping[str, _Slot]) -> list[bytes | _Slot]:
+class _ClickSlot(NamedTuple):
+    """Where a reader's link to one story goes, in the text or the HTML part."""
+
+    article_id: int
+    as_html: bool
+
+
+_Chunk = bytes | _Slot | _ClickSlot
+
+
+def _encode_with_slots(content: str, slots: Mapping[str, _Slot]) -> list[_Chunk]:
     """Quoted-printable chunks of `content`, each token a slot alone on its own line."""
-    chunks: list[bytes | _Slot] = []
+    chunks: list[_Chunk] = []
+    as_html = slots is _HTML_SLOTS
     for piece in _TOKEN.split(content):
         if piece in slots:
             chunks += [_SOFT_BREAK, slots[piece], _SOFT_BREAK]
+        elif piece.startswith(CLICK_PREFIX) and piece.endswith("@@"):
+            article_id = int(piece[len(CLICK_PREFIX) : -2])
+            chunks += [_SOFT_BREAK, _ClickSlot(article_id, as_html), _SOFT_BREAK]
         elif piece:
             chunks.append(qp_text(piece))
     return chunks
@@ -236,6 +256,7 @@ class MessageTemplate:
         dkim: DkimSigner | None = None,
         id_key: str = "",
         preferences_url: str = "",
+        clicks: ClickLinks | None = None,
     ) -> None:
         for value, what in [
             (rendered.subject, "subject"),
@@ -286,7 +307,7 @@ class MessageTemplate:
             '--{b}\r\nContent-Type: text/{kind}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        chunks: list[bytes | _Slot] = [
+        chunks: list[_Chunk] = [
             _headers(sender),
             b"To: ",
             _Slot.TO,
@@ -311,7 +332,23 @@ class MessageTemplate:
         chunks += [b"\r\n", part_head.format(b=boundary, kind="html").encode()]
         chunks += _encode_with_slots(rendered.html, _HTML_SLOTS)
         chunks += [f"\r\n--{boundary}--\r\n".encode()]
-        self._chunks, self._slots = _merge(chunks)
+        self._chunks, slots = _merge(chunks)
+        self._slots = [(i, slot) for i, slot in slots if isinstance(slot, _Slot)]
+        self._click_slots = [(i, slot) for i, slot in slots if isinstance(slot, _ClickSlot)]
+        # Each story once, though its link appears in both parts and twice in the HTML.
+        self._click_articles = tuple(dict.fromkeys(s.article_id for _, s in self._click_slots))
+        if self._click_slots and clicks is None:
+            raise InvalidInput(
+                "The digest has click-tracking links but no digest to sign them for; "
+                "render it without track_clicks, or pass its ClickLinks."
+            )
+        self._clicks = clicks
+        self._escape_clicks = clicks is not None and html.escape(clicks.prefix) != clicks.prefix
+
+    @property
+    def tracks_clicks(self) -> bool:
+        """True when each reader's copy has their own signed link to each story."""
+        return bool(self._click_slots)
 
     def message_id(self, subscriber: Subscriber) -> str:
         """Stable per digest and subscriber, so a retried copy is recognisably the same."""
@@ -339,10 +376,24 @@ class MessageTemplate:
         parts = self._chunks.copy()
         for index, slot in self._slots:
             parts[index] = values[slot]
+        if self._clicks is not None and self._click_slots:
+            self._fill_click_slots(parts, subscriber.id)
         data = b"".join(parts)
         if self._dkim is not None:
             data = self._dkim.sign(data) + data
         return Envelope(subscriber.email, message_id, data, dot_safe=True)
+
+    def _fill_click_slots(self, parts: list[bytes], subscriber_id: int) -> None:
+        assert self._clicks is not None
+        links = self._clicks.links(subscriber_id, self._click_articles)
+        # Signed tokens are [A-Za-z0-9._-]: HTML escaping changes a link only when the
+        # base URL itself holds "&" or a quote.
+        text = {article: qp_value(url) for article, url in links.items()}
+        escaped = text
+        if self._escape_clicks:
+            escaped = {article: qp_value(html.escape(url)) for article, url in links.items()}
+        for index, (article, as_html) in self._click_slots:
+            parts[index] = escaped[article] if as_html else text[article]
 
     def _personal_values(self, subscriber: Subscriber, token: str) -> tuple[tuple[bytes, ...], str]:
         name = reject_line_breaks(subscriber.name or "", "subscriber name")
@@ -367,18 +418,18 @@ class MessageTemplate:
         return values, message_id
 
 
-def _merge(chunks: list[bytes | _Slot]) -> tuple[list[bytes], list[tuple[int, _Slot]]]:
+def _merge(chunks: list[_Chunk]) -> tuple[list[bytes], list[tuple[int, _Slot | _ClickSlot]]]:
     """Adjacent static chunks joined into one; the slots' positions listed once."""
     merged: list[bytes] = []
-    slots: list[tuple[int, _Slot]] = []
+    slots: list[tuple[int, _Slot | _ClickSlot]] = []
     pending: list[bytes] = []
     for chunk in chunks:
-        if isinstance(chunk, _Slot):
+        if isinstance(chunk, bytes):
+            pending.append(chunk)
+        else:
             merged.append(b"".join(pending))
             pending = []
             slots.append((len(merged), chunk))
             merged.append(b"")
-        else:
-            pending.append(chunk)
     merged.append(b"".join(pending))
     return merged, slots

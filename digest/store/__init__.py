@@ -27,6 +27,13 @@ from digest.store.bounces import (
     subscriber_bounces,
 )
 from digest.store.claims import claim_deliveries, live_senders, release_claims, renew_claims
+from digest.store.clicks import (
+    StoryClicks,
+    readers_who_clicked,
+    record_click,
+    story_clicks,
+    story_url,
+)
 from digest.store.leases import (
     acquire_lease,
     lease_holder,
@@ -70,6 +77,7 @@ from digest.store.schema import (
     MIGRATIONS,
     articles,
     bounces,
+    clicks,
     connect,
     deliveries,
     digest_items,
@@ -92,6 +100,7 @@ __all__ = [
     "AddCounts",
     "BounceOutcome",
     "BouncedDelivery",
+    "StoryClicks",
     "acquire_lease",
     "add_article",
     "add_articles",
@@ -99,6 +108,7 @@ __all__ = [
     "articles",
     "bounces",
     "claim_deliveries",
+    "clicks",
     "connect",
     "count_sent_digests",
     "create_digest",
@@ -133,7 +143,9 @@ __all__ = [
     "now",
     "open_engine",
     "pending_deliveries",
+    "readers_who_clicked",
     "record_bounce",
+    "record_click",
     "record_deliveries",
     "record_event",
     "record_source_health",
@@ -147,6 +159,8 @@ __all__ = [
     "source_health",
     "source_validators",
     "sources",
+    "story_clicks",
+    "story_url",
     "subscriber_bounces",
     "subscriber_counts",
     "subscriber_delivery_counts",

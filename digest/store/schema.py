@@ -203,6 +203,17 @@ bounces = sa.Table(
     sa.UniqueConstraint("report_id", "subscriber_id", name="uq_bounces_report_subscriber"),
 )
 
+# The first click of each reader on each story of a digest (with click tracking on): the
+# primary key is what makes a second click, or a prefetching scanner's, change nothing.
+clicks = sa.Table(
+    "clicks",
+    metadata,
+    sa.Column("digest_id", sa.ForeignKey("digests.id"), primary_key=True),
+    sa.Column("article_id", sa.ForeignKey("articles.id"), primary_key=True),
+    sa.Column("subscriber_id", sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+)
+
 # A bounce names the message by its Message-ID; this finds the delivery without a scan.
 _deliveries_by_message_id = sa.Index("ix_deliveries_message_id", deliveries.c.message_id)
 
@@ -254,6 +265,10 @@ def _v8_reader_preferences(conn: Connection) -> None:
     _add_missing_columns(conn, subscribers)
 
 
+def _v9_clicks(conn: Connection) -> None:
+    clicks.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -264,6 +279,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v6_bounces,
     _v7_signup_attempts,
     _v8_reader_preferences,
+    _v9_clicks,
 )
 
 

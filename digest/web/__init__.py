@@ -1,7 +1,8 @@
 """The web app: the operator's preview, the public site and one-click unsubscribe.
 
 `public.py` holds the pages anyone may see, `operator.py` the preview and its actions,
-`guard.py` who may reach what, `state.py` what the endpoints share on `app.state`.
+`guard.py` who may reach what, `state.py` what the endpoints share on `app.state`,
+`clicks.py` the click-tracking redirect.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.routing import Route
 from digest.pipeline import open_store
 from digest.settings import Settings
 from digest.subscribers import secret_key
-from digest.web import archive, operator, preferences, public, webhooks
+from digest.web import archive, clicks, operator, preferences, public, webhooks
 from digest.web.archive import neutral as neutral
 from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
 from digest.web.guard import is_loopback as is_loopback
@@ -33,6 +34,8 @@ ROUTES = [
     Route("/preview/version", guarded(operator.version)),
     Route("/preview/collect", guarded(operator.collect_now), methods=["POST"]),
     Route("/preview/send-test", guarded(operator.send_test), methods=["POST"]),
+    Route("/digests", guarded(operator.digests)),
+    Route("/digests/{key:path}", guarded(operator.digest_figures)),
     Route("/archive", archive.archive_index),
     Route(archive.FEED_PATH, archive.feed),
     Route("/archive/{key:path}", archive.issue),
@@ -40,6 +43,7 @@ ROUTES = [
     Route("/preferences/{token}", preferences.preferences, methods=["GET", "POST"]),
     Route("/subscribe", public.subscribe, methods=["GET", "POST"]),
     Route("/confirm/{token}", public.confirm),
+    Route("/c/{token}", clicks.follow),
     Route("/webhooks/postmark", webhooks.postmark, methods=["POST"]),
     Route("/webhooks/mailgun", webhooks.mailgun, methods=["POST"]),
     Route("/webhooks/sendgrid", webhooks.sendgrid, methods=["POST"]),

@@ -162,6 +162,8 @@ Disallow: /preview
 Disallow: /unsubscribe/
 Disallow: /confirm/
 Disallow: /webhooks/
+Disallow: /digests
+Disallow: /c/
 """
 
 

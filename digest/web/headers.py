@@ -2,8 +2,9 @@
 
 Public pages run no script at all; the operator's preview runs its own inline script and
 frames the email, which only it may frame. Pages whose URL holds a token (confirm,
-unsubscribe) send no Referer, so a token never reaches a site a page links to, and they,
-like the operator and webhook paths, ask search engines not to index them.
+unsubscribe, a click link's redirect) send no Referer, so a token never reaches a site a
+page links to, and they, like the operator and webhook paths, ask search engines not to
+index them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ OPERATOR_POLICY = (
     "frame-ancestors 'none'"
 )
 FRAMED_POLICY = f"default-src 'none'; {_IMAGES}; style-src 'unsafe-inline'; frame-ancestors 'self'"
-_TOKEN_PATHS = ("/unsubscribe/", "/confirm/")
-_PRIVATE_PATHS = ("/preview", "/webhooks/", *_TOKEN_PATHS)
+# A click link's redirect says no Referer either: the story's site learns nothing of it.
+_TOKEN_PATHS = ("/unsubscribe/", "/confirm/", "/c/")
+_PRIVATE_PATHS = ("/preview", "/digests", "/webhooks/", *_TOKEN_PATHS)
 
 
 def headers_for(path: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The operator's pages: the draft digest as it would go out, and its two actions.
+"""The operator's pages: the draft digest as it would go out, its two actions, and how
+the digests sent so far did.
 
 Every endpoint here is wrapped by `guard.operator` in the routes. The ones that only read
 are plain functions, which Starlette runs in a worker thread, so rendering a preview or
@@ -23,6 +24,8 @@ from starlette.responses import (
 from digest import store
 from digest.collect import collect_sources
 from digest.errors import DigestError
+from digest.jobs import cadences
+from digest.outcomes import LEFT, issue_outcome, issue_outcomes
 from digest.preview import (
     Preview,
     article_details,
@@ -30,9 +33,11 @@ from digest.preview import (
     dark_variant,
     draft_version,
 )
-from digest.web.state import page, state
+from digest.web.state import message, page, state
 
 READERS_IN_MENU = 500  # the "view as" menu: enough readers to choose from, never the list
+DIGESTS_LISTED = 10  # per list on /digests
+TOP_STORIES = 10  # stories in a digest's bar chart
 
 
 def _as(request: Request) -> int | None:
@@ -116,3 +121,26 @@ async def send_test(request: Request) -> Response:
     except DigestError as exc:
         result = str(exc)
     return _back_to_preview(result)
+
+
+def digests(request: Request) -> Response:
+    shared = state(request)
+    lists = []
+    for cadence in cadences(shared.settings()):
+        outcomes = issue_outcomes(shared.engine, cadence.list_name, DIGESTS_LISTED)
+        if outcomes:
+            lists.append((cadence.list_name, outcomes))
+    return page(request, "digests.html.j2", lists=lists, left=LEFT)
+
+
+def digest_figures(request: Request) -> Response:
+    key = request.path_params["key"]
+    outcome = issue_outcome(state(request).engine, key)
+    if outcome is None:
+        return message(
+            request,
+            "No such digest",
+            f"There is no digest {key!r}; pick one from /digests.",
+            status_code=404,
+        )
+    return page(request, "digest_figures.html.j2", outcome=outcome, left=LEFT, top=TOP_STORIES)

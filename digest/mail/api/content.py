@@ -18,6 +18,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr
 
+from digest.errors import ConfigError
 from digest.mail.message import ANONYMOUS_NAME, first_name
 from digest.mail.transport import Mailing
 from digest.models import Subscriber
@@ -59,6 +60,11 @@ class ApiContent:
 
     @classmethod
     def of(cls, mailing: Mailing) -> ApiContent:
+        if mailing.template.tracks_clicks:
+            raise ConfigError(
+                f"Digest {mailing.key} was composed with click tracking, which the provider "
+                'APIs do not carry yet; send it with delivery.backend = "smtp".'
+            )
         data = mailing.template.personalize(_READER, TOKEN).data
         message = message_from_bytes(data, policy=policy.default)
         assert isinstance(message, EmailMessage)
