@@ -125,6 +125,7 @@ _LABEL_ONLY = re.compile(
 _SIGNUP = re.compile(r"^(?:sign\s+up|subscribe|get\s+our|join)\b|newsletter", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|›»>/·•]|\s-\s")
 _TITLE_WORDS = 25  # no headline runs longer
+_RUNNING_WORDS = 20  # a line longer than this, mostly in lower case, is running text
 _SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
 _ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
 
@@ -188,7 +189,7 @@ def _is_wrapped(previous: str, line: str) -> bool:
 
 def _reads_as_prose(text: str, words: int) -> bool:
     """A long line of running text that lacks a final stop (a blog's "!!", "~" or emoji)."""
-    if words < 12:
+    if words <= _RUNNING_WORDS:
         return False
     lower = sum(1 for word in text.split() if word[:1].islower())
     return lower >= 0.5 * words
@@ -233,7 +234,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         )
         for index, text in enumerate(lines)
     ]
-    for rule in (_bio_and_comment_heads, _signup_pitches, _labelled_links):
+    for rule in (_bio_and_comment_heads, _signup_pitches, _labelled_links, _running_lines):
         rule(out)
     return out
 
@@ -312,6 +313,23 @@ def _labelled_links(out: list[Line]) -> None:
         )
         if label and out[index + 1].kind is Kind.OTHER:
             _relabel(out, index + 1, Kind.CHROME)
+
+
+def _running_lines(out: list[Line]) -> None:
+    """A long line of running text between sentences is story, even without a final stop.
+
+    Blogs end sentences with "!!", a smiley or nothing at all. A caption of the same length
+    sits at the edge of the story (above its first paragraph) or among headlines and menus.
+    """
+    for index in range(1, len(out) - 1):
+        line = out[index]
+        if (
+            line.kind is Kind.OTHER
+            and _reads_as_prose(line.text, line.words)
+            and out[index - 1].kind is Kind.PROSE
+            and out[index + 1].kind is Kind.PROSE
+        ):
+            _relabel(out, index, Kind.PROSE)
 
 
 def _weight(line: Line) -> float:
