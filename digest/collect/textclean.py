@@ -444,6 +444,8 @@ def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | Non
 
 _GAP_LINES = 8  # a box of other stories set inside the body is at most this long
 _RESUMED_WEIGHT = 30.0  # and the story after it goes on for at least this much prose
+_PENDING_LINES = 2  # short runs of sentences that may add up to that much
+_SHORT_GAP_LINES = 3  # when each sits this close to the story (a tweet's two lines)
 
 
 def _prose_run(lines: Sequence[Line], at: int, step: int) -> tuple[int, float]:
@@ -460,25 +462,34 @@ def _resumed(lines: Sequence[Line], start: int, end: int) -> list[int]:
 
     Sites set "More from UK" lists and embedded posts inside the story; the best run then
     holds only one side of them. A run of sentences just past a few non-sentences, long
-    enough to be story rather than a teaser, is the same story going on.
+    enough to be story rather than a teaser, is the same story going on. A short run (one
+    sentence between a box and a tweet) counts together with the run past the next gap.
     """
     extra: list[int] = []
     for step in (1, -1):
         edge = end if step == 1 else start - 1
+        pending: list[int] = []
+        weight = 0.0
         while True:
             at, skipped = edge, 0
             while 0 <= at < len(lines) and lines[at].kind is not Kind.PROSE:
                 if lines[at].kind in (Kind.BYLINE, Kind.META) and step == -1:
                     skipped = _GAP_LINES  # above a byline or dateline is the page's head
+                if lines[at].kind is Kind.BREAKER and step == 1:
+                    skipped = _GAP_LINES  # below "Comments" or "Related" the story is over
                 at, skipped = at + step, skipped + 1
                 if skipped > _GAP_LINES:
                     break
             if skipped > _GAP_LINES or not 0 <= at < len(lines):
                 break
             stop, total = _prose_run(lines, at, step)
-            if total < _RESUMED_WEIGHT:
+            pending.extend(range(at, stop, step))
+            weight += total
+            if weight >= _RESUMED_WEIGHT:
+                extra.extend(pending)
+                pending, weight = [], 0.0
+            elif len(pending) > _PENDING_LINES or skipped > _SHORT_GAP_LINES:
                 break
-            extra.extend(range(at, stop, step))
             edge = stop
     return sorted(extra)
 
