@@ -496,7 +496,9 @@ def _resumed(lines: Sequence[Line], start: int, end: int) -> list[int]:
 
 def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
     """Split scraped article text into title, subtitle, byline and body paragraphs."""
-    lines = classify(_split_lines(text), extra_chrome)
+    raw = _split_lines(text)
+    lines = classify(raw, extra_chrome)
+    counts = Counter(raw)
     start, end = _after_byline(lines, *body_span(lines))
     extra = _resumed(lines, start, end)
     before = [i for i in extra if i < start]
@@ -506,6 +508,8 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
     seen: set[str] = set()
     chosen = [lines[i] for i in before] + list(lines[start:end]) + [lines[i] for i in after]
     for line in chosen:
+        if line.kind is Kind.OTHER and _is_stray(line.text, counts):
+            continue
         if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
             paragraphs.append(line.text)
             seen.add(line.text)
@@ -523,6 +527,18 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
         long_line = len(first.split()) > _TITLE_WORDS
         title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+_URL = re.compile(r"^(?:https?://|www\.)\S+$")
+
+
+def _is_stray(text: str, counts: Counter[str]) -> bool:
+    """A non-sentence inside the body that is not the story's own crosshead.
+
+    A headline or section label the page prints again elsewhere (a link to another story,
+    a caption shown twice), a bare address, or a number.
+    """
+    return counts[text] > 1 or bool(_URL.match(text)) or not any(ch.isalpha() for ch in text)
 
 
 def _without_copies(paragraphs: list[str]) -> list[str]:
