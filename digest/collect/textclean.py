@@ -234,7 +234,8 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         )
         for index, text in enumerate(lines)
     ]
-    for rule in (_bio_and_comment_heads, _signup_pitches, _labelled_links, _running_lines):
+    rules = (_bio_and_comment_heads, _signup_pitches, _labelled_links, _embedded_posts)
+    for rule in (*rules, _running_lines):
         rule(out)
     return out
 
@@ -315,19 +316,33 @@ def _labelled_links(out: list[Line]) -> None:
             _relabel(out, index + 1, Kind.CHROME)
 
 
+# The signature under an embedded tweet: "— Jane Doe (@janedoe) November 19, 2019".
+_POST_SIGNATURE = re.compile(
+    r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+" + _MONTH + r"\s+\d{1,2},\s+\d{4}$", re.IGNORECASE
+)
+
+
+def _embedded_posts(out: list[Line]) -> None:
+    """An embedded post quoted in the story, and its signature, are part of the story."""
+    for index, line in enumerate(out):
+        if line.kind is Kind.OTHER and _POST_SIGNATURE.match(line.text):
+            _relabel(out, index, Kind.PROSE)
+            if index and out[index - 1].kind is Kind.OTHER and out[index - 1].words >= 3:
+                _relabel(out, index - 1, Kind.PROSE)
+
+
 def _running_lines(out: list[Line]) -> None:
-    """A long line of running text between sentences is story, even without a final stop.
+    """A long line of running text after a sentence is story, even without a final stop.
 
     Blogs end sentences with "!!", a smiley or nothing at all. A caption of the same length
-    sits at the edge of the story (above its first paragraph) or among headlines and menus.
+    sits above the story's first paragraph, or among headlines and menus.
     """
-    for index in range(1, len(out) - 1):
+    for index in range(1, len(out)):
         line = out[index]
         if (
             line.kind is Kind.OTHER
             and _reads_as_prose(line.text, line.words)
             and out[index - 1].kind is Kind.PROSE
-            and out[index + 1].kind is Kind.PROSE
         ):
             _relabel(out, index, Kind.PROSE)
 
