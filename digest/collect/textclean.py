@@ -377,7 +377,7 @@ def body_span(lines: Sequence[Line]) -> tuple[int, int]:
     for index, line in enumerate(lines):
         if running <= 0:
             running, start = 0.0, index
-        in_row = in_row + 1 if line.kind is Kind.OTHER else 0
+        in_row = in_row + 1 if line.kind in (Kind.OTHER, Kind.CHROME) else 0
         running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
         if running > best:
             best, best_span = running, (start, index + 1)
@@ -530,7 +530,7 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
             seen.add(line.text)
         elif line.kind is Kind.BYLINE and byline is None:
             byline = _byline_name(line.text)
-    while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
+    while paragraphs and not _closes_story(paragraphs[-1]):
         paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
     paragraphs = _without_copies(paragraphs)
     if not paragraphs:
@@ -542,6 +542,10 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
         long_line = len(first.split()) > _TITLE_WORDS
         title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _closes_story(text: str) -> bool:
+    return is_prose(text) or bool(_BULLET.match(text) or _POST_SIGNATURE.match(text))
 
 
 _URL = re.compile(r"^(?:https?://|www\.)\S+$")
