@@ -365,6 +365,10 @@ def _weight(line: Line) -> float:
             return -(3.0 + line.words)
 
 
+def _opens_comments(line: Line) -> bool:
+    return line.kind is Kind.BREAKER and bool(_COMMENTS_HEAD.match(line.text))
+
+
 def body_span(lines: Sequence[Line]) -> tuple[int, int]:
     """The [start, end) run of lines with the largest total weight: the story's body.
 
@@ -379,6 +383,8 @@ def body_span(lines: Sequence[Line]) -> tuple[int, int]:
             running, start = 0.0, index
         in_row = in_row + 1 if line.kind in (Kind.OTHER, Kind.CHROME) else 0
         running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
+        if _opens_comments(line):
+            running = 0.0  # however long the thread, the story does not run on into it
         if running > best:
             best, best_span = running, (start, index + 1)
     return best_span
