@@ -234,7 +234,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         )
         for index, text in enumerate(lines)
     ]
-    rules = (_bio_and_comment_heads, _signup_pitches, _labelled_links, _embedded_posts)
+    rules = (_bio_and_comment_heads, _signup_pitches, _labelled_links, _embedded_posts, _teasers)
     for rule in (*rules, _running_lines):
         rule(out)
     return out
@@ -314,6 +314,44 @@ def _labelled_links(out: list[Line]) -> None:
         )
         if label and out[index + 1].kind is Kind.OTHER:
             _relabel(out, index + 1, Kind.CHROME)
+
+
+_TEASER_PAIRS = 4  # a list of other stories shows at least this many
+_TEASER_WORDS = 25  # blurbs are one short sentence or two
+
+
+def _is_teaser_pair(out: Sequence[Line], index: int) -> bool:
+    """A short headline over a one-sentence blurb, with no more story under it."""
+    if index + 1 >= len(out):
+        return False
+    head, blurb = out[index], out[index + 1]
+    after = out[index + 2] if index + 2 < len(out) else None
+    return (
+        head.kind is Kind.OTHER
+        and head.words <= 8
+        and blurb.kind is Kind.PROSE
+        and blurb.words <= _TEASER_WORDS
+        and (after is None or after.kind is not Kind.PROSE)
+    )
+
+
+def _teasers(out: list[Line]) -> None:
+    """A run of headline-and-blurb pairs is a list of other stories, not story sections.
+
+    A story's subhead is followed by paragraphs; a list of other stories gives each headline
+    one blurb, several times in a row.
+    """
+    index = 0
+    while index < len(out):
+        end = index
+        while _is_teaser_pair(out, end):
+            end += 2
+        if (end - index) // 2 >= _TEASER_PAIRS:
+            for at in range(index, end):
+                _relabel(out, at, Kind.CHROME)
+            index = end
+        else:
+            index += 1
 
 
 # The signature under an embedded tweet: "— Jane Doe (@janedoe) November 19, 2019".
