@@ -132,3 +132,43 @@ def test_extracted_page_text_keeps_sections_and_stops_at_related():
         "What changes for traders",
         "Stall rents stay the same until the spring, the council said.",
     )
+
+
+def _story(count: int, topic: str = "ferry") -> list[str]:
+    return [
+        f"Paragraph {n} of the {topic} story explains what changed for the people who use it."
+        for n in range(count)
+    ]
+
+
+def test_a_list_of_other_stories_with_blurbs_is_not_story():
+    teasers = []
+    for name in ("Tram fares", "Bridge works", "Harbour fair", "Night buses"):
+        teasers += [name, f"{name} change next month, and here is what riders should know."]
+    text = "\n".join(["Ferry returns", *_story(4), "Popular now", *teasers, "© Portvale Post"])
+    assert clean_text(text).paragraphs == tuple(_story(4))
+
+
+def test_the_story_never_runs_on_into_its_comment_thread():
+    comments = [
+        "Jo Ramos",
+        "March 3, 2026 at 9:14 am",
+        *[
+            f"Comment {n}: I have taken this ferry for years, and it was always late."
+            for n in range(8)
+        ],
+    ]
+    text = "\n".join(["Ferry returns", *_story(4), "8 thoughts on “Ferry returns”", *comments])
+    assert clean_text(text).paragraphs == tuple(_story(4))
+
+
+def test_an_embedded_post_and_a_long_line_without_a_stop_stay_in_the_story():
+    story = _story(4)
+    post = "The first ferry of the season is in, and the harbour has never looked better"
+    signature = "— Portvale Harbour (@portvaleharbour) March 3, 2026"
+    running = (
+        "and the crew waved at the crowd on the pier while the band played and the children "
+        "ran along the wall to follow the boat all the way in"
+    )
+    text = "\n".join(["Ferry returns", story[0], running, story[1], post, signature, *story[2:]])
+    assert clean_text(text).paragraphs == (story[0], running, story[1], post, signature, *story[2:])

@@ -403,6 +403,11 @@ def _weight(line: Line) -> float:
             return -(3.0 + line.words)
 
 
+_STORY_WEIGHT = (
+    40.0  # two paragraphs or more: enough to be the story rather than a share bar's teaser
+)
+
+
 def _opens_comments(line: Line) -> bool:
     return line.kind is Kind.BREAKER and bool(_COMMENTS_HEAD.match(line.text))
 
@@ -422,7 +427,9 @@ def body_span(lines: Sequence[Line]) -> tuple[int, int]:
         in_row = in_row + 1 if line.kind in (Kind.OTHER, Kind.CHROME) else 0
         running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
         if _opens_comments(line):
-            running = 0.0  # however long the thread, the story does not run on into it
+            if best >= _STORY_WEIGHT:
+                break  # a story above the thread is the story, however long the thread
+            running = 0.0  # and it never runs on into it
         if running > best:
             best, best_span = running, (start, index + 1)
     return best_span
