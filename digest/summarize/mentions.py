@@ -123,6 +123,11 @@ def _quoted_ranges(paragraph: str) -> list[tuple[int, int]]:
     return ranges
 
 
+@lru_cache(maxsize=256)
+def _role_word(head: str) -> re.Pattern[str]:
+    return re.compile(re.escape(head))
+
+
 def _is_org(name: str) -> bool:
     if not name:
         return True
@@ -180,6 +185,14 @@ class Mentions:
             {TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in m.words[:-1]}
             for m in self.mentions
         ]
+        # Which mentions carry each title word, so a role looks only at those.
+        self._by_title: dict[str, list[int]] = {}
+        for position, title in enumerate(self._titles):
+            for word in title:
+                self._by_title.setdefault(word, []).append(position)
+        # Lowered once: roles are searched for in the text before each quote.
+        lowered = self.text.lower()
+        self._lowered = lowered if len(lowered) == len(self.text) else None
         self._person_cache: dict[str, bool] = {}
         people = [m.name for m in self.mentions if len(m.words) >= 2 and not _is_org(m.name)]
         self._person_words = {w for name in people for w in name.split()}
@@ -411,6 +424,17 @@ class Mentions:
                     return full
         return None
 
+    def _titled(self, heads: Sequence[str], limit: int) -> list[int]:
+        """Positions below `limit` of the mentions whose title holds every word of a head."""
+        found: set[int] = set()
+        for head in heads:
+            words = head.split()
+            lists = [self._by_title.get(word, []) for word in words]
+            shortest = min(lists, key=len)
+            titles = self._titles
+            found.update(p for p in shortest if p < limit and all(w in titles[p] for w in words))
+        return sorted(found)
+
     def resolve_role(
         self, role: str, paragraph: int, offset: int
     ) -> tuple[str, SpeakerKind] | None:
@@ -423,19 +447,18 @@ class Mentions:
             heads = SYNONYMS.get(head, (head,))
         context = self._context(paragraph, offset)
         candidates: list[tuple[int, str, SpeakerKind]] = []
-        for position in range(bisect_left(self._keys, (paragraph, offset))):
-            mention, title = self.mentions[position], self._titles[position]
-            if any(all(w in title for w in h.split()) for h in heads) and self.is_person(
-                mention.name
-            ):
+        for position in self._titled(heads, bisect_left(self._keys, (paragraph, offset))):
+            mention = self.mentions[position]
+            if self.is_person(mention.name):
                 candidates.append(
                     (self.starts[mention.paragraph] + mention.offset, mention.name, "named")
                 )
-        lowered = context.lower()
+        lowered = self._lowered if self._lowered is not None else context.lower()
         for h in heads:
             after, before, described = role_patterns(h)
             # Only the text around each use of the role word can introduce it.
-            for at in (m.start() for m in re.finditer(re.escape(h), lowered)):
+            uses = _role_word(h).finditer(lowered, 0, len(context))
+            for at in (m.start() for m in uses):
                 lo, hi = max(0, at - 240), min(len(context), at + 200)
                 for pattern in (after, before):
                     for match in pattern.finditer(context, lo, hi):
