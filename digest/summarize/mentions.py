@@ -216,9 +216,6 @@ class Mentions:
                 if piece:
                     yield index, offset + max(0, lo), piece
 
-    def _context(self, paragraph: int, offset: int) -> str:
-        return self.text[: self.starts[paragraph] + offset]
-
     def is_person(self, name: str) -> bool:
         known = self._person_cache.get(name)
         if known is None:
@@ -445,7 +442,7 @@ class Mentions:
             heads: tuple[str, ...] = ()
         else:
             heads = SYNONYMS.get(head, (head,))
-        context = self._context(paragraph, offset)
+        end = self.starts[paragraph] + offset  # the text before the quote
         candidates: list[tuple[int, str, SpeakerKind]] = []
         for position in self._titled(heads, bisect_left(self._keys, (paragraph, offset))):
             mention = self.mentions[position]
@@ -453,19 +450,19 @@ class Mentions:
                 candidates.append(
                     (self.starts[mention.paragraph] + mention.offset, mention.name, "named")
                 )
-        lowered = self._lowered if self._lowered is not None else context.lower()
+        lowered = self._lowered if self._lowered is not None else self.text[:end].lower()
         for h in heads:
             after, before, described = role_patterns(h)
             # Only the text around each use of the role word can introduce it.
-            uses = _role_word(h).finditer(lowered, 0, len(context))
+            uses = _role_word(h).finditer(lowered, 0, end)
             for at in (m.start() for m in uses):
-                lo, hi = max(0, at - 240), min(len(context), at + 200)
+                lo, hi = max(0, at - 240), min(end, at + 200)
                 for pattern in (after, before):
-                    for match in pattern.finditer(context, lo, hi):
+                    for match in pattern.finditer(self.text, lo, hi):
                         person = clean_run(match.group(1))
                         if self.is_person(person):
                             candidates.append((match.start(), person, "named"))
-                for match in described.finditer(context, lo, hi):
+                for match in described.finditer(self.text, lo, hi):
                     phrase = describe(match.group(0))
                     if len(phrase.split()) <= 14:
                         candidates.append((match.start(), phrase, "described"))
