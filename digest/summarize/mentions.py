@@ -67,6 +67,22 @@ def _parts(run: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=8192)
+def _names_in_run(run: str) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """Each name a capitalised run holds: (offset in the run, name, its words).
+
+    Runs repeat within and across stories ("the White House", a surname), so this is
+    worked out once per run.
+    """
+    names = []
+    for part in _parts(run):
+        name = clean_run(part)
+        if name:
+            words = tuple(name.split())
+            names.append((run.find(words[0]), name, words))
+    return tuple(names)
+
+
 @lru_cache(maxsize=4096)
 def clean_run(run: str) -> str:
     words = run.split()
@@ -163,16 +179,12 @@ class Mentions:
                 cursor = base + len(sentence)
                 placed.append((base, sentence))
                 for match in CAPITAL_RUN.finditer(sentence):
-                    run = match.group(0)
                     at_run = base + match.start()
-                    inside = any(lo < at_run < hi for lo, hi in quoted)
-                    for part in _parts(run):
-                        name = clean_run(part)
-                        if name:
-                            at = base + match.start() + run.find(name.split()[0])
-                            self.mentions.append(Mention.of(index, at, name))
-                            if inside or index in self.headings:
-                                self.quoted.add((index, at))
+                    inside = index in self.headings or any(lo < at_run < hi for lo, hi in quoted)
+                    for shift, name, words in _names_in_run(match.group(0)):
+                        self.mentions.append(Mention(index, at_run + shift, name, words))
+                        if inside:
+                            self.quoted.add((index, at_run + shift))
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
         self._keys = [(m.paragraph, m.offset) for m in self.mentions]

@@ -78,7 +78,9 @@ def _split(text: str) -> tuple[str, ...]:
     for match in _BOUNDARY.finditer(text):
         terminator_start = match.start(1)
         if match.group(1) == "." and not match.group(2):
-            following = text[match.end(3) :].split(" ", 1)[0]
+            after = match.end(3)
+            space = text.find(" ", after)
+            following = text[after : space if space >= 0 else len(text)]
             if not _ends_sentence(text, terminator_start + 1, following):
                 continue
         sentences.append(text[start : match.end(2)].strip())
