@@ -172,3 +172,17 @@ def test_an_embedded_post_and_a_long_line_without_a_stop_stay_in_the_story():
     )
     text = "\n".join(["Ferry returns", story[0], running, story[1], post, signature, *story[2:]])
     assert clean_text(text).paragraphs == (story[0], running, story[1], post, signature, *story[2:])
+
+
+def test_an_author_bio_and_a_contact_line_under_the_story_are_not_story():
+    story = _story(4)
+    text = "\n".join(
+        [
+            "Ferry returns",
+            *story,
+            "Have a tip? Ana Lindgren may be reached at alindgren@example.com.",
+            "Ana Lindgren",
+            "Ana joined the Post in 2019 and covers the harbour, transport and the city council.",
+        ]
+    )
+    assert clean_text(text).paragraphs == tuple(story)

@@ -219,8 +219,18 @@ _SIGNUP_PITCH = re.compile(
 )
 
 
+# How to reach the reporter, under the story: "… may be reached at jdoe@example.com".
+_CONTACT = re.compile(
+    r"\b(?:reach|reached|contact|e-?mail|follow)\b.*(?:\S@\S+\.[a-z]{2,}|\s@\w{2,})",
+    re.IGNORECASE,
+)
+
+
 def _is_chrome(text: str, short: bool) -> bool:
-    if _COOKIES.search(text) or (len(text.split()) <= 25 and _SIGNUP_PITCH.search(text)):
+    words = len(text.split())
+    if _COOKIES.search(text) or (words <= 25 and _SIGNUP_PITCH.search(text)):
+        return True
+    if words <= 30 and _CONTACT.search(text):
         return True
     return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
 
@@ -287,10 +297,31 @@ def _bio_and_comment_heads(out: list[Line]) -> None:
             _BIO_HEAD.match(out[index].text)
             and following.kind is Kind.PROSE
             and any(word in following.text for word in names)
-        ):
+        ) or _is_bio(out[index], following):
             _relabel(out, index, Kind.BREAKER)
         if _COMMENTER.match(out[index].text) and following.kind is Kind.META:
             _relabel(out, index, Kind.BREAKER)
+
+
+# An author's name over their bio: "Jane Doe" / "Jane joined the paper in 2017 and covers ...".
+_PERSON_LINE = re.compile(r"^[A-ZÀ-Þ][\w'’.-]+(?:\s+[A-ZÀ-Þ][\w'’.-]+){1,3}$")
+_BIO_CUE = re.compile(
+    r"\b(?:joined|is\s+an?|has\s+been|writes|covers|reporters?|editors?|authors?|"
+    r"journalists?|correspondents?|contributors?|columnists?|freelance)\b"
+)
+
+
+def _is_bio(line: Line, following: Line) -> bool:
+    if line.kind is not Kind.OTHER or not _PERSON_LINE.match(line.text):
+        return False
+    names = line.text.split()
+    opening = following.text.split(maxsplit=1)[0] if following.text else ""
+    return (
+        following.kind is Kind.PROSE
+        and following.words <= 80
+        and opening in (names[0], names[-1], line.text.split()[0])
+        and bool(_BIO_CUE.search(following.text))
+    )
 
 
 def _signup_pitches(out: list[Line]) -> None:
