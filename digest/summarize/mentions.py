@@ -188,6 +188,7 @@ class Mentions:
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
         self._keys = [(m.paragraph, m.offset) for m in self.mentions]
+        self._word_sets = [frozenset(m.words) for m in self.mentions]
         self._by_word: dict[str, list[int]] = {}
         for position, mention in enumerate(self.mentions):
             for word in set(mention.words):
@@ -259,10 +260,10 @@ class Mentions:
         for position in self._by_word.get(tokens[-1], ()):
             if position >= limit:
                 break
+            if not wanted <= self._word_sets[position]:
+                continue
             mention = self.mentions[position]
             words = mention.words
-            if not wanted <= set(words):
-                continue
             if self.is_person(mention.name):
                 before_of = mention.name.split(" of ")[0].split()
                 if tokens[-1] in before_of and len(before_of) < len(words):
@@ -346,7 +347,7 @@ class Mentions:
                     if person:
                         people.append(person)
                         break
-                known = self._known_before(index, offset)
+                known: set[str] | None = None  # built only when a name looks introduced
                 spoke: set[str] = set()
                 for match in CAPITAL_RUN.finditer(sentence):
                     name = clean_run(match.group(0))
@@ -362,7 +363,10 @@ class Mentions:
                     speaking = SPEECH_AFTER.match(tail) or (
                         SPEECH_BEFORE.search(head) and not match.group(0).endswith(POSSESSIVE)
                     )
-                    introduced = not ({name, full} & known) and PERSON_CUE.match(tail)
+                    introduced = False
+                    if PERSON_CUE.match(tail):
+                        known = self._known_before(index, offset) if known is None else known
+                        introduced = not ({name, full} & known)
                     if speaking:
                         spoke.add(full)
                     if full in people or not (speaking or introduced):
