@@ -57,6 +57,8 @@ def timed(work, articles) -> float:
 def clear_caches() -> None:
     sentences._split.cache_clear()
     mentions._names_in_run.cache_clear()
+    mentions._title_words.cache_clear()
+    mentions._is_org.cache_clear()
 
 
 def main() -> None:

@@ -144,6 +144,13 @@ def _role_word(head: str) -> re.Pattern[str]:
     return re.compile(re.escape(head))
 
 
+@lru_cache(maxsize=8192)
+def _title_words(words: tuple[str, ...]) -> frozenset[str]:
+    """The lower-cased words before a name's last one, abbreviations spelled out."""
+    return frozenset(TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in words[:-1])
+
+
+@lru_cache(maxsize=8192)
 def _is_org(name: str) -> bool:
     if not name:
         return True
@@ -194,10 +201,7 @@ class Mentions:
             for word in set(mention.words):
                 self._by_word.setdefault(word, []).append(position)
         # Lower-cased title words of each mention, for roles ("the minister").
-        self._titles = [
-            {TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in m.words[:-1]}
-            for m in self.mentions
-        ]
+        self._titles = [_title_words(m.words) for m in self.mentions]
         # Which mentions carry each title word, so a role looks only at those.
         self._by_title: dict[str, list[int]] = {}
         for position, title in enumerate(self._titles):
@@ -308,7 +312,9 @@ class Mentions:
             for i, (at, sentence) in enumerate(placed):
                 if sentence[:1] in "\"“‘'":
                     continue
-                for match in HONORIFIC_NAME.finditer(sentence):
+                # Scanning for "Mr." is wasted on a sentence without "Mr", "Ms" or "Miss".
+                has_honorific = any(word in sentence for word in ("Mr", "Ms", "Miss"))
+                for match in HONORIFIC_NAME.finditer(sentence) if has_honorific else ():
                     full = self.fullest(match.group(2), index, at + match.end())
                     male = match.group(1) == "Mr"
                     votes[full] = votes.get(full, 0) + (3 if male else -3)
