@@ -186,3 +186,12 @@ def test_an_author_bio_and_a_contact_line_under_the_story_are_not_story():
         ]
     )
     assert clean_text(text).paragraphs == tuple(story)
+    signed = "\n".join(
+        [
+            "Ferry returns",
+            *story,
+            "Write to Bo Park at bo.park@example.com",
+            "Bo Park is a staff writer at the Post covering ports, shipping and the weather.",
+        ]
+    )
+    assert clean_text(signed).paragraphs == tuple(story)

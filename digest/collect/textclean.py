@@ -221,8 +221,14 @@ _SIGNUP_PITCH = re.compile(
 
 # How to reach the reporter, under the story: "… may be reached at jdoe@example.com".
 _CONTACT = re.compile(
-    r"\b(?:reach|reached|contact|e-?mail|follow)\b.*(?:\S@\S+\.[a-z]{2,}|\s@\w{2,})",
+    r"\b(?:reach|reached|contact|e-?mail|follow|write\s+to)\b.*(?:\S@\S+\.[a-z]{2,}|\s@\w{2,})",
     re.IGNORECASE,
+)
+# The author's bio under the story: "Jane Doe is a staff writer at the Post covering ...".
+_BIO_SENTENCE = re.compile(
+    r"^[A-ZÀ-Þ][\w'’.-]+(?:\s+[A-ZÀ-Þ][\w'’.-]+){1,2}\s+is\s+(?:a|an|the)\s"
+    r"(?i:(?:[\w'’-]+\s+){0,4}(?:writer|reporter|editor|correspondent|columnist|contributor|"
+    r"journalist)s?\s+(?:at|for|with|of)\s)"
 )
 
 
@@ -230,7 +236,7 @@ def _is_chrome(text: str, short: bool) -> bool:
     words = len(text.split())
     if _COOKIES.search(text) or (words <= 25 and _SIGNUP_PITCH.search(text)):
         return True
-    if words <= 30 and _CONTACT.search(text):
+    if (words <= 30 and _CONTACT.search(text)) or (words <= 80 and _BIO_SENTENCE.match(text)):
         return True
     return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
 
