@@ -195,3 +195,19 @@ def test_an_author_bio_and_a_contact_line_under_the_story_are_not_story():
         ]
     )
     assert clean_text(signed).paragraphs == tuple(story)
+
+
+def test_a_short_paragraph_opening_with_by_is_story_not_a_byline():
+    story = _story(3)
+    text = "\n".join(
+        [
+            "Ferry returns",
+            "By Ana Lindgren",
+            story[0],
+            "By noon, the line reached the pier.",
+            *story[1:],
+        ]
+    )
+    clean = clean_text(text)
+    assert clean.byline == "Ana Lindgren"
+    assert clean.paragraphs == (story[0], "By noon, the line reached the pier.", *story[1:])

@@ -279,7 +279,7 @@ def _label(
         kind = Kind.CAPTION
     elif repeated and text in neighbours and not _BULLET.match(text):
         kind = Kind.CAPTION  # photo captions are printed twice in a row
-    elif words <= 12 and (_BYLINE.match(text) or _BYLINE_ROLE.match(text)):
+    elif words <= 12 and (_is_byline(text) or _BYLINE_ROLE.match(text)):
         kind = Kind.BYLINE
     elif words <= 12 and _DATE_LINE.match(text):
         kind = Kind.META
@@ -288,6 +288,12 @@ def _label(
     else:
         kind = Kind.OTHER
     return Line(text, kind, words)
+
+
+def _is_byline(text: str) -> bool:
+    """ "By Ana Lindgren", not a sentence opening "By noon, ..." or "By the time ..."."""
+    match = _BYLINE.match(text)
+    return match is not None and match.group("name")[:1].isupper()
 
 
 def _relabel(out: list[Line], index: int, kind: Kind) -> None:
