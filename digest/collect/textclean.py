@@ -73,7 +73,8 @@ _DATE_LINE = re.compile(
 
 # Lines after which the story is over: lists of other stories, comments, footers.
 _BREAKERS = re.compile(
-    r"^(?:related(?:\s+(?:articles?|stories|news|content|coverage|links|topics))?"
+    r"^(?:related(?:\s+(?:articles?|stories|news|content|coverage|links|topics|reading)"
+    r"(?:\s+(?:from|on|about|in)\b.*)?)?"
     r"|more\s+(?:stories|news|from\b.*|on\s+this\s+(?:story|topic))|other\s+(?:stories|news)"
     r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
     r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
