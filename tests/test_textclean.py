@@ -211,3 +211,13 @@ def test_a_short_paragraph_opening_with_by_is_story_not_a_byline():
     clean = clean_text(text)
     assert clean.byline == "Ana Lindgren"
     assert clean.paragraphs == (story[0], "By noon, the line reached the pier.", *story[1:])
+
+
+def test_sentences_ending_with_a_danda_or_an_arabic_question_mark_are_story():
+    story = [
+        "नगर परिषद ने सोमवार को पुराने चौक में साप्ताहिक रात्रि बाज़ार को मंज़ूरी दे दी।",
+        "दुकानदार सफ़ाई के लिए एक छोटा शुल्क देंगे, परिषद ने कहा।",
+        "هل سيعود العبّارة إلى الميناء قبل الصيف؟",
+    ]
+    text = "\n".join(["रात्रि बाज़ार", "Home", "News", *story, "Most Read", "Share this article"])
+    assert clean_text(text).paragraphs == tuple(story)

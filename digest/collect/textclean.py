@@ -20,10 +20,11 @@ from enum import Enum
 from digest.models import CleanText
 
 _QUOTE_CLOSERS = "\"'”’»)]"
-# CJK text ends its sentences with full-width stops.
+# CJK text ends its sentences with full-width stops; Hindi with a danda, Arabic and Urdu
+# with their own question mark and full stop, Amharic, Burmese and Armenian with theirs.
 # Blogs end sentences with "~" or an emoji too.
 _TERMINAL = re.compile(
-    r"(?:[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
+    r"(?:[.!?…:;。！？．।॥؟۔።။։][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
     r"|[~\u2600-\u27bf\U0001f300-\U0001faff]+)$"
 )
 _BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
