@@ -253,6 +253,7 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         for index, text in enumerate(lines)
     ]
     rules = (_bio_and_comment_heads, _signup_pitches, _labelled_links, _embedded_posts, _teasers)
+    # Running lines go last: whether one follows a sentence depends on the rules before.
     for rule in (*rules, _running_lines):
         rule(out)
     return out
@@ -326,6 +327,7 @@ _BIO_CUE = re.compile(
 
 
 def _is_bio(line: Line, following: Line) -> bool:
+    """A bare name over a paragraph that opens with that name and says what they do."""
     if line.kind is not Kind.OTHER or not _PERSON_LINE.match(line.text):
         return False
     names = line.text.split()
@@ -333,7 +335,7 @@ def _is_bio(line: Line, following: Line) -> bool:
     return (
         following.kind is Kind.PROSE
         and following.words <= 80
-        and opening in (names[0], names[-1], line.text.split()[0])
+        and opening in (names[0], names[-1])
         and bool(_BIO_CUE.search(following.text))
     )
 
@@ -448,9 +450,8 @@ def _weight(line: Line) -> float:
             return -(3.0 + line.words)
 
 
-_STORY_WEIGHT = (
-    40.0  # two paragraphs or more: enough to be the story rather than a share bar's teaser
-)
+# Two paragraphs or more: enough to be the story rather than a share bar's teaser.
+_STORY_WEIGHT = 40.0
 
 
 def _opens_comments(line: Line) -> bool:
