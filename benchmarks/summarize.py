@@ -16,7 +16,7 @@ from pathlib import Path
 
 from digest.collect.textclean import clean_text
 from digest.models import Article
-from digest.summarize import sentences, summarize
+from digest.summarize import mentions, sentences, summarize
 from digest.summarize.sentences import split_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,9 @@ def timed(work, articles) -> float:
 
 def clear_caches() -> None:
     sentences._split.cache_clear()
+    mentions._names_in_run.cache_clear()
+    mentions._title_words.cache_clear()
+    mentions._is_org.cache_clear()
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from digest.errors import ConfigError, DigestError, InvalidInput
+from digest.errors import ConfigError, DigestError, InvalidInput, SourceError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -351,7 +351,9 @@ def summarize(
 ) -> None:
     """Clean articles (files, URLs or stdin) and print each one's lead and key quotes.
 
-    With several paths and --json, prints JSON Lines: one object per path, in order.
+    With several paths and --json, prints JSON Lines: one object per path, in order, each
+    with its "path". A path that cannot be read is reported (a line on stderr, and
+    {"path": ..., "error": ...} in JSON Lines) and the rest go on; the exit code is 1 then.
 
     Example: digest summarize config/samples/articles/01-harbor-ferry.txt --json
     """
@@ -361,8 +363,22 @@ def summarize(
     from digest.summarize import summarize as summarize_article
 
     settings = _settings(ctx)
+    lines = as_json and len(paths) > 1
+    failed = 0
     for path in paths:
-        clean = read_article(path, settings.collect)
+        try:
+            clean = read_article(path, settings.collect)
+        except DigestError as exc:
+            if len(paths) == 1:
+                raise
+            # One unreadable file in a folder's worth must not hide the others' results.
+            failed += 1
+            reason = _naming(path, str(exc))
+            err_console.print(f"[red]Error:[/] {escape(reason)}", highlight=False, soft_wrap=True)
+            if lines:
+                record = {"path": path, "error": reason}
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+            continue
         article = Article(
             title=clean.title,
             subtitle=clean.subtitle,
@@ -374,7 +390,8 @@ def summarize(
             article, lead_words=settings.summary.lead_words, quotes=settings.summary.quotes
         )
         quotes = every_quote(article) if all_quotes else list(summary.quotes)
-        result = {
+        result: dict[str, object] = {"path": path} if lines else {}
+        result |= {
             "title": clean.title,
             "subtitle": clean.subtitle,
             "byline": clean.byline,
@@ -393,6 +410,13 @@ def summarize(
         console.print(f"\n{summary.lead}\n")
         for quote in quotes:
             console.print(f"  “{quote.text}” — {quote.speaker or 'unattributed'}")
+    if failed:
+        raise SourceError(f"{failed} of {len(paths)} articles could not be read (listed above).")
+
+
+def _naming(path: str, reason: str) -> str:
+    """An error about one of several paths, saying which path it is about."""
+    return reason if path in reason else f"{path}: {reason}"
 
 
 @app.command()

@@ -207,3 +207,24 @@ def test_summarize_many_paths_prints_json_lines_in_order(cli):
     assert len(lines) == len(samples)
     titles = [json.loads(line)["title"] for line in lines]
     assert titles == [_expected_shape(sample)["title"] for sample in samples]
+
+
+def test_summarize_many_paths_reports_an_unreadable_one_and_goes_on(cli, tmp_path):
+    samples = sorted((SAMPLES / "articles").glob("*.txt"))[:2]
+    missing = str(tmp_path / "nope.txt")
+    result = cli("summarize", str(samples[0]), missing, str(samples[1]), "--json")
+    assert result.returncode == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in records] == [str(samples[0]), missing, str(samples[1])]
+    assert "Cannot read" in records[1]["error"] and "title" not in records[1]
+    assert [r["title"] for r in (records[0], records[2])] == [
+        _expected_shape(sample)["title"] for sample in samples
+    ]
+    errors = result.stderr.strip().splitlines()
+    assert missing in errors[0] and "1 of 3 articles" in errors[-1]
+    assert "Traceback" not in result.stderr
+
+    # Without --json the other articles are printed and the failure still ends in exit 1.
+    plain = cli("summarize", missing, str(samples[0]))
+    assert plain.returncode == 1
+    assert _expected_shape(samples[0])["title"] in plain.stdout

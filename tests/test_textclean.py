@@ -132,3 +132,92 @@ def test_extracted_page_text_keeps_sections_and_stops_at_related():
         "What changes for traders",
         "Stall rents stay the same until the spring, the council said.",
     )
+
+
+def _story(count: int, topic: str = "ferry") -> list[str]:
+    return [
+        f"Paragraph {n} of the {topic} story explains what changed for the people who use it."
+        for n in range(count)
+    ]
+
+
+def test_a_list_of_other_stories_with_blurbs_is_not_story():
+    teasers = []
+    for name in ("Tram fares", "Bridge works", "Harbour fair", "Night buses"):
+        teasers += [name, f"{name} change next month, and here is what riders should know."]
+    text = "\n".join(["Ferry returns", *_story(4), "Popular now", *teasers, "© Portvale Post"])
+    assert clean_text(text).paragraphs == tuple(_story(4))
+
+
+def test_the_story_never_runs_on_into_its_comment_thread():
+    comments = [
+        "Jo Ramos",
+        "March 3, 2026 at 9:14 am",
+        *[
+            f"Comment {n}: I have taken this ferry for years, and it was always late."
+            for n in range(8)
+        ],
+    ]
+    text = "\n".join(["Ferry returns", *_story(4), "8 thoughts on “Ferry returns”", *comments])
+    assert clean_text(text).paragraphs == tuple(_story(4))
+
+
+def test_an_embedded_post_and_a_long_line_without_a_stop_stay_in_the_story():
+    story = _story(4)
+    post = "The first ferry of the season is in, and the harbour has never looked better"
+    signature = "— Portvale Harbour (@portvaleharbour) March 3, 2026"
+    running = (
+        "and the crew waved at the crowd on the pier while the band played and the children "
+        "ran along the wall to follow the boat all the way in"
+    )
+    text = "\n".join(["Ferry returns", story[0], running, story[1], post, signature, *story[2:]])
+    assert clean_text(text).paragraphs == (story[0], running, story[1], post, signature, *story[2:])
+
+
+def test_an_author_bio_and_a_contact_line_under_the_story_are_not_story():
+    story = _story(4)
+    text = "\n".join(
+        [
+            "Ferry returns",
+            *story,
+            "Have a tip? Ana Lindgren may be reached at alindgren@example.com.",
+            "Ana Lindgren",
+            "Ana joined the Post in 2019 and covers the harbour, transport and the city council.",
+        ]
+    )
+    assert clean_text(text).paragraphs == tuple(story)
+    signed = "\n".join(
+        [
+            "Ferry returns",
+            *story,
+            "Write to Bo Park at bo.park@example.com",
+            "Bo Park is a staff writer at the Post covering ports, shipping and the weather.",
+        ]
+    )
+    assert clean_text(signed).paragraphs == tuple(story)
+
+
+def test_a_short_paragraph_opening_with_by_is_story_not_a_byline():
+    story = _story(3)
+    text = "\n".join(
+        [
+            "Ferry returns",
+            "By Ana Lindgren",
+            story[0],
+            "By noon, the line reached the pier.",
+            *story[1:],
+        ]
+    )
+    clean = clean_text(text)
+    assert clean.byline == "Ana Lindgren"
+    assert clean.paragraphs == (story[0], "By noon, the line reached the pier.", *story[1:])
+
+
+def test_sentences_ending_with_a_danda_or_an_arabic_question_mark_are_story():
+    story = [
+        "नगर परिषद ने सोमवार को पुराने चौक में साप्ताहिक रात्रि बाज़ार को मंज़ूरी दे दी।",
+        "दुकानदार सफ़ाई के लिए एक छोटा शुल्क देंगे, परिषद ने कहा।",
+        "هل سيعود العبّارة إلى الميناء قبل الصيف؟",
+    ]
+    text = "\n".join(["रात्रि बाज़ार", "Home", "News", *story, "Most Read", "Share this article"])
+    assert clean_text(text).paragraphs == tuple(story)

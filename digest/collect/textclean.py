@@ -20,10 +20,11 @@ from enum import Enum
 from digest.models import CleanText
 
 _QUOTE_CLOSERS = "\"'”’»)]"
-# CJK text ends its sentences with full-width stops.
+# CJK text ends its sentences with full-width stops; Hindi with a danda, Arabic and Urdu
+# with their own question mark and full stop, Amharic, Burmese and Armenian with theirs.
 # Blogs end sentences with "~" or an emoji too.
 _TERMINAL = re.compile(
-    r"(?:[.!?…:;。！？][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
+    r"(?:[.!?…:;。！？．।॥؟۔።။։][" + re.escape(_QUOTE_CLOSERS) + r"」』]*"
     r"|[~\u2600-\u27bf\U0001f300-\U0001faff]+)$"
 )
 _BULLET = re.compile(r"^(?:[-•*–·▪●]|\d{1,2}[.)])\s+\S")
@@ -73,7 +74,8 @@ _DATE_LINE = re.compile(
 
 # Lines after which the story is over: lists of other stories, comments, footers.
 _BREAKERS = re.compile(
-    r"^(?:related(?:\s+(?:articles?|stories|news|content|coverage|links|topics))?"
+    r"^(?:related(?:\s+(?:articles?|stories|news|content|coverage|links|topics|reading)"
+    r"(?:\s+(?:from|on|about|in)\b.*)?)?"
     r"|more\s+(?:stories|news|from\b.*|on\s+this\s+(?:story|topic))|other\s+(?:stories|news)"
     r"|recommended(?:\s+(?:for you|stories|articles))?|you\s+(?:may|might)\s+also\s+like.*"
     r"|most\s+(?:read|popular|viewed|shared|commented|emailed)|trending(?:\s+now)?"
@@ -125,6 +127,7 @@ _LABEL_ONLY = re.compile(
 _SIGNUP = re.compile(r"^(?:sign\s+up|subscribe|get\s+our|join)\b|newsletter", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|›»>/·•]|\s-\s")
 _TITLE_WORDS = 25  # no headline runs longer
+_RUNNING_WORDS = 20  # a line longer than this, mostly in lower case, is running text
 _SHORT_CHROME_WORDS = 14  # chrome patterns only apply to short lines (or copyright lines)
 _ATTRIBUTION_WORDS = ("said", "says", "told", "added", "according")
 
@@ -188,7 +191,7 @@ def _is_wrapped(previous: str, line: str) -> bool:
 
 def _reads_as_prose(text: str, words: int) -> bool:
     """A long line of running text that lacks a final stop (a blog's "!!", "~" or emoji)."""
-    if words < 12:
+    if words <= _RUNNING_WORDS:
         return False
     lower = sum(1 for word in text.split() if word[:1].islower())
     return lower >= 0.5 * words
@@ -218,8 +221,24 @@ _SIGNUP_PITCH = re.compile(
 )
 
 
+# How to reach the reporter, under the story: "… may be reached at jdoe@example.com".
+_CONTACT = re.compile(
+    r"\b(?:reach|reached|contact|e-?mail|follow|write\s+to)\b.*(?:\S@\S+\.[a-z]{2,}|\s@\w{2,})",
+    re.IGNORECASE,
+)
+# The author's bio under the story: "Jane Doe is a staff writer at the Post covering ...".
+_BIO_SENTENCE = re.compile(
+    r"^[A-ZÀ-Þ][\w'’.-]+(?:\s+[A-ZÀ-Þ][\w'’.-]+){1,2}\s+is\s+(?:a|an|the)\s"
+    r"(?i:(?:[\w'’-]+\s+){0,4}(?:writer|reporter|editor|correspondent|columnist|contributor|"
+    r"journalist)s?\s+(?:at|for|with|of)\s)"
+)
+
+
 def _is_chrome(text: str, short: bool) -> bool:
-    if _COOKIES.search(text) or (len(text.split()) <= 25 and _SIGNUP_PITCH.search(text)):
+    words = len(text.split())
+    if _COOKIES.search(text) or (words <= 25 and _SIGNUP_PITCH.search(text)):
+        return True
+    if (words <= 30 and _CONTACT.search(text)) or (words <= 80 and _BIO_SENTENCE.match(text)):
         return True
     return (short or text.startswith(("©", "Copyright", "Editor"))) and bool(_CHROME.match(text))
 
@@ -233,7 +252,9 @@ def classify(lines: Sequence[str], extra_chrome: Sequence[re.Pattern[str]] = ())
         )
         for index, text in enumerate(lines)
     ]
-    for rule in (_bio_and_comment_heads, _signup_pitches, _labelled_links):
+    rules = (_bio_and_comment_heads, _signup_pitches, _labelled_links, _embedded_posts, _teasers)
+    # Running lines go last: whether one follows a sentence depends on the rules before.
+    for rule in (*rules, _running_lines):
         rule(out)
     return out
 
@@ -261,7 +282,7 @@ def _label(
         kind = Kind.CAPTION
     elif repeated and text in neighbours and not _BULLET.match(text):
         kind = Kind.CAPTION  # photo captions are printed twice in a row
-    elif words <= 12 and (_BYLINE.match(text) or _BYLINE_ROLE.match(text)):
+    elif words <= 12 and (_is_byline(text) or _BYLINE_ROLE.match(text)):
         kind = Kind.BYLINE
     elif words <= 12 and _DATE_LINE.match(text):
         kind = Kind.META
@@ -270,6 +291,12 @@ def _label(
     else:
         kind = Kind.OTHER
     return Line(text, kind, words)
+
+
+def _is_byline(text: str) -> bool:
+    """ "By Ana Lindgren", not a sentence opening "By noon, ..." or "By the time ..."."""
+    match = _BYLINE.match(text)
+    return match is not None and match.group("name")[:1].isupper()
 
 
 def _relabel(out: list[Line], index: int, kind: Kind) -> None:
@@ -285,10 +312,32 @@ def _bio_and_comment_heads(out: list[Line]) -> None:
             _BIO_HEAD.match(out[index].text)
             and following.kind is Kind.PROSE
             and any(word in following.text for word in names)
-        ):
+        ) or _is_bio(out[index], following):
             _relabel(out, index, Kind.BREAKER)
         if _COMMENTER.match(out[index].text) and following.kind is Kind.META:
             _relabel(out, index, Kind.BREAKER)
+
+
+# An author's name over their bio: "Jane Doe" / "Jane joined the paper in 2017 and covers ...".
+_PERSON_LINE = re.compile(r"^[A-ZÀ-Þ][\w'’.-]+(?:\s+[A-ZÀ-Þ][\w'’.-]+){1,3}$")
+_BIO_CUE = re.compile(
+    r"\b(?:joined|is\s+an?|has\s+been|writes|covers|reporters?|editors?|authors?|"
+    r"journalists?|correspondents?|contributors?|columnists?|freelance)\b"
+)
+
+
+def _is_bio(line: Line, following: Line) -> bool:
+    """A bare name over a paragraph that opens with that name and says what they do."""
+    if line.kind is not Kind.OTHER or not _PERSON_LINE.match(line.text):
+        return False
+    names = line.text.split()
+    opening = following.text.split(maxsplit=1)[0] if following.text else ""
+    return (
+        following.kind is Kind.PROSE
+        and following.words <= 80
+        and opening in (names[0], names[-1])
+        and bool(_BIO_CUE.search(following.text))
+    )
 
 
 def _signup_pitches(out: list[Line]) -> None:
@@ -314,6 +363,75 @@ def _labelled_links(out: list[Line]) -> None:
             _relabel(out, index + 1, Kind.CHROME)
 
 
+_TEASER_PAIRS = 4  # a list of other stories shows at least this many
+_TEASER_WORDS = 25  # blurbs are one short sentence or two
+
+
+def _is_teaser_pair(out: Sequence[Line], index: int) -> bool:
+    """A short headline over a one-sentence blurb, with no more story under it."""
+    if index + 1 >= len(out):
+        return False
+    head, blurb = out[index], out[index + 1]
+    after = out[index + 2] if index + 2 < len(out) else None
+    return (
+        head.kind is Kind.OTHER
+        and head.words <= 8
+        and blurb.kind is Kind.PROSE
+        and blurb.words <= _TEASER_WORDS
+        and (after is None or after.kind is not Kind.PROSE)
+    )
+
+
+def _teasers(out: list[Line]) -> None:
+    """A run of headline-and-blurb pairs is a list of other stories, not story sections.
+
+    A story's subhead is followed by paragraphs; a list of other stories gives each headline
+    one blurb, several times in a row.
+    """
+    index = 0
+    while index < len(out):
+        end = index
+        while _is_teaser_pair(out, end):
+            end += 2
+        if (end - index) // 2 >= _TEASER_PAIRS:
+            for at in range(index, end):
+                _relabel(out, at, Kind.CHROME)
+            index = end
+        else:
+            index += 1
+
+
+# The signature under an embedded tweet: "— Jane Doe (@janedoe) November 19, 2019".
+_POST_SIGNATURE = re.compile(
+    r"^[—–-]\s*.{1,80}\(@\w{1,30}\)\s+" + _MONTH + r"\s+\d{1,2},\s+\d{4}$", re.IGNORECASE
+)
+
+
+def _embedded_posts(out: list[Line]) -> None:
+    """An embedded post quoted in the story, and its signature, are part of the story."""
+    for index, line in enumerate(out):
+        if line.kind is Kind.OTHER and _POST_SIGNATURE.match(line.text):
+            _relabel(out, index, Kind.PROSE)
+            if index and out[index - 1].kind is Kind.OTHER and out[index - 1].words >= 3:
+                _relabel(out, index - 1, Kind.PROSE)
+
+
+def _running_lines(out: list[Line]) -> None:
+    """A long line of running text after a sentence is story, even without a final stop.
+
+    Blogs end sentences with "!!", a smiley or nothing at all. A caption of the same length
+    sits above the story's first paragraph, or among headlines and menus.
+    """
+    for index in range(1, len(out)):
+        line = out[index]
+        if (
+            line.kind is Kind.OTHER
+            and _reads_as_prose(line.text, line.words)
+            and out[index - 1].kind is Kind.PROSE
+        ):
+            _relabel(out, index, Kind.PROSE)
+
+
 def _weight(line: Line) -> float:
     match line.kind:
         case Kind.PROSE:
@@ -332,6 +450,14 @@ def _weight(line: Line) -> float:
             return -(3.0 + line.words)
 
 
+# Two paragraphs or more: enough to be the story rather than a share bar's teaser.
+_STORY_WEIGHT = 40.0
+
+
+def _opens_comments(line: Line) -> bool:
+    return line.kind is Kind.BREAKER and bool(_COMMENTS_HEAD.match(line.text))
+
+
 def body_span(lines: Sequence[Line]) -> tuple[int, int]:
     """The [start, end) run of lines with the largest total weight: the story's body.
 
@@ -344,8 +470,12 @@ def body_span(lines: Sequence[Line]) -> tuple[int, int]:
     for index, line in enumerate(lines):
         if running <= 0:
             running, start = 0.0, index
-        in_row = in_row + 1 if line.kind is Kind.OTHER else 0
+        in_row = in_row + 1 if line.kind in (Kind.OTHER, Kind.CHROME) else 0
         running += _weight(line) * min(in_row, 4) if in_row else _weight(line)
+        if _opens_comments(line):
+            if best >= _STORY_WEIGHT:
+                break  # a story above the thread is the story, however long the thread
+            running = 0.0  # and it never runs on into it
         if running > best:
             best, best_span = running, (start, index + 1)
     return best_span
@@ -426,6 +556,8 @@ def _read_head(lines: Sequence[Line], start: int) -> tuple[str | None, str | Non
 
 _GAP_LINES = 8  # a box of other stories set inside the body is at most this long
 _RESUMED_WEIGHT = 30.0  # and the story after it goes on for at least this much prose
+_PENDING_LINES = 2  # short runs of sentences that may add up to that much
+_SHORT_GAP_LINES = 3  # when each sits this close to the story (a tweet's two lines)
 
 
 def _prose_run(lines: Sequence[Line], at: int, step: int) -> tuple[int, float]:
@@ -442,32 +574,43 @@ def _resumed(lines: Sequence[Line], start: int, end: int) -> list[int]:
 
     Sites set "More from UK" lists and embedded posts inside the story; the best run then
     holds only one side of them. A run of sentences just past a few non-sentences, long
-    enough to be story rather than a teaser, is the same story going on.
+    enough to be story rather than a teaser, is the same story going on. A short run (one
+    sentence between a box and a tweet) counts together with the run past the next gap.
     """
     extra: list[int] = []
     for step in (1, -1):
         edge = end if step == 1 else start - 1
+        pending: list[int] = []
+        weight = 0.0
         while True:
             at, skipped = edge, 0
             while 0 <= at < len(lines) and lines[at].kind is not Kind.PROSE:
                 if lines[at].kind in (Kind.BYLINE, Kind.META) and step == -1:
                     skipped = _GAP_LINES  # above a byline or dateline is the page's head
+                if lines[at].kind is Kind.BREAKER and step == 1:
+                    skipped = _GAP_LINES  # below "Comments" or "Related" the story is over
                 at, skipped = at + step, skipped + 1
                 if skipped > _GAP_LINES:
                     break
             if skipped > _GAP_LINES or not 0 <= at < len(lines):
                 break
             stop, total = _prose_run(lines, at, step)
-            if total < _RESUMED_WEIGHT:
+            pending.extend(range(at, stop, step))
+            weight += total
+            if weight >= _RESUMED_WEIGHT:
+                extra.extend(pending)
+                pending, weight = [], 0.0
+            elif len(pending) > _PENDING_LINES or skipped > _SHORT_GAP_LINES:
                 break
-            extra.extend(range(at, stop, step))
             edge = stop
     return sorted(extra)
 
 
 def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> CleanText:
     """Split scraped article text into title, subtitle, byline and body paragraphs."""
-    lines = classify(_split_lines(text), extra_chrome)
+    raw = _split_lines(text)
+    lines = classify(raw, extra_chrome)
+    counts = Counter(raw)
     start, end = _after_byline(lines, *body_span(lines))
     extra = _resumed(lines, start, end)
     before = [i for i in extra if i < start]
@@ -477,12 +620,14 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
     seen: set[str] = set()
     chosen = [lines[i] for i in before] + list(lines[start:end]) + [lines[i] for i in after]
     for line in chosen:
+        if line.kind is Kind.OTHER and _is_stray(line.text, counts):
+            continue
         if line.kind in (Kind.PROSE, Kind.OTHER) and line.text not in seen:
             paragraphs.append(line.text)
             seen.add(line.text)
         elif line.kind is Kind.BYLINE and byline is None:
             byline = _byline_name(line.text)
-    while paragraphs and not is_prose(paragraphs[-1]) and not _BULLET.match(paragraphs[-1]):
+    while paragraphs and not _closes_story(paragraphs[-1]):
         paragraphs.pop()  # a trailing crosshead or label belongs to the chrome after it
     paragraphs = _without_copies(paragraphs)
     if not paragraphs:
@@ -494,6 +639,22 @@ def clean_text(text: str, extra_chrome: Sequence[re.Pattern[str]] = ()) -> Clean
         long_line = len(first.split()) > _TITLE_WORDS
         title = first if first not in paragraphs and not long_line else "Untitled"
     return CleanText(title=title, subtitle=subtitle, byline=byline, paragraphs=tuple(paragraphs))
+
+
+def _closes_story(text: str) -> bool:
+    return is_prose(text) or bool(_BULLET.match(text) or _POST_SIGNATURE.match(text))
+
+
+_URL = re.compile(r"^(?:https?://|www\.)\S+$")
+
+
+def _is_stray(text: str, counts: Counter[str]) -> bool:
+    """A non-sentence inside the body that is not the story's own crosshead.
+
+    A headline or section label the page prints again elsewhere (a link to another story,
+    a caption shown twice), a bare address, or a number.
+    """
+    return counts[text] > 1 or bool(_URL.match(text)) or not any(ch.isalpha() for ch in text)
 
 
 def _without_copies(paragraphs: list[str]) -> list[str]:

@@ -67,6 +67,22 @@ def _parts(run: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=8192)
+def _names_in_run(run: str) -> tuple[tuple[int, str, tuple[str, ...]], ...]:
+    """Each name a capitalised run holds: (offset in the run, name, its words).
+
+    Runs repeat within and across stories ("the White House", a surname), so this is
+    worked out once per run.
+    """
+    names = []
+    for part in _parts(run):
+        name = clean_run(part)
+        if name:
+            words = tuple(name.split())
+            names.append((run.find(words[0]), name, words))
+    return tuple(names)
+
+
 @lru_cache(maxsize=4096)
 def clean_run(run: str) -> str:
     words = run.split()
@@ -123,6 +139,18 @@ def _quoted_ranges(paragraph: str) -> list[tuple[int, int]]:
     return ranges
 
 
+@lru_cache(maxsize=256)
+def _role_word(head: str) -> re.Pattern[str]:
+    return re.compile(re.escape(head))
+
+
+@lru_cache(maxsize=8192)
+def _title_words(words: tuple[str, ...]) -> frozenset[str]:
+    """The lower-cased words before a name's last one, abbreviations spelled out."""
+    return frozenset(TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in words[:-1])
+
+
+@lru_cache(maxsize=8192)
 def _is_org(name: str) -> bool:
     if not name:
         return True
@@ -158,28 +186,30 @@ class Mentions:
                 cursor = base + len(sentence)
                 placed.append((base, sentence))
                 for match in CAPITAL_RUN.finditer(sentence):
-                    run = match.group(0)
                     at_run = base + match.start()
-                    inside = any(lo < at_run < hi for lo, hi in quoted)
-                    for part in _parts(run):
-                        name = clean_run(part)
-                        if name:
-                            at = base + match.start() + run.find(name.split()[0])
-                            self.mentions.append(Mention.of(index, at, name))
-                            if inside or index in self.headings:
-                                self.quoted.add((index, at))
+                    inside = index in self.headings or any(lo < at_run < hi for lo, hi in quoted)
+                    for shift, name, words in _names_in_run(match.group(0)):
+                        self.mentions.append(Mention(index, at_run + shift, name, words))
+                        if inside:
+                            self.quoted.add((index, at_run + shift))
             self.sentences.append(placed)
         self.mentions.sort(key=lambda m: (m.paragraph, m.offset))
         self._keys = [(m.paragraph, m.offset) for m in self.mentions]
+        self._word_sets = [frozenset(m.words) for m in self.mentions]
         self._by_word: dict[str, list[int]] = {}
         for position, mention in enumerate(self.mentions):
             for word in set(mention.words):
                 self._by_word.setdefault(word, []).append(position)
         # Lower-cased title words of each mention, for roles ("the minister").
-        self._titles = [
-            {TITLE_ABBREVIATIONS.get(w.lower(), w.lower()) for w in m.words[:-1]}
-            for m in self.mentions
-        ]
+        self._titles = [_title_words(m.words) for m in self.mentions]
+        # Which mentions carry each title word, so a role looks only at those.
+        self._by_title: dict[str, list[int]] = {}
+        for position, title in enumerate(self._titles):
+            for word in title:
+                self._by_title.setdefault(word, []).append(position)
+        # Lowered once: roles are searched for in the text before each quote.
+        lowered = self.text.lower()
+        self._lowered = lowered if len(lowered) == len(self.text) else None
         self._person_cache: dict[str, bool] = {}
         people = [m.name for m in self.mentions if len(m.words) >= 2 and not _is_org(m.name)]
         self._person_words = {w for name in people for w in name.split()}
@@ -202,9 +232,6 @@ class Mentions:
                 piece = sentence[max(0, lo) : hi].strip()
                 if piece:
                     yield index, offset + max(0, lo), piece
-
-    def _context(self, paragraph: int, offset: int) -> str:
-        return self.text[: self.starts[paragraph] + offset]
 
     def is_person(self, name: str) -> bool:
         known = self._person_cache.get(name)
@@ -237,10 +264,10 @@ class Mentions:
         for position in self._by_word.get(tokens[-1], ()):
             if position >= limit:
                 break
+            if not wanted <= self._word_sets[position]:
+                continue
             mention = self.mentions[position]
             words = mention.words
-            if not wanted <= set(words):
-                continue
             if self.is_person(mention.name):
                 before_of = mention.name.split(" of ")[0].split()
                 if tokens[-1] in before_of and len(before_of) < len(words):
@@ -285,7 +312,9 @@ class Mentions:
             for i, (at, sentence) in enumerate(placed):
                 if sentence[:1] in "\"“‘'":
                     continue
-                for match in HONORIFIC_NAME.finditer(sentence):
+                # Scanning for "Mr." is wasted on a sentence without "Mr", "Ms" or "Miss".
+                has_honorific = any(word in sentence for word in ("Mr", "Ms", "Miss"))
+                for match in HONORIFIC_NAME.finditer(sentence) if has_honorific else ():
                     full = self.fullest(match.group(2), index, at + match.end())
                     male = match.group(1) == "Mr"
                     votes[full] = votes.get(full, 0) + (3 if male else -3)
@@ -324,7 +353,7 @@ class Mentions:
                     if person:
                         people.append(person)
                         break
-                known = self._known_before(index, offset)
+                known: set[str] | None = None  # built only when a name looks introduced
                 spoke: set[str] = set()
                 for match in CAPITAL_RUN.finditer(sentence):
                     name = clean_run(match.group(0))
@@ -340,7 +369,10 @@ class Mentions:
                     speaking = SPEECH_AFTER.match(tail) or (
                         SPEECH_BEFORE.search(head) and not match.group(0).endswith(POSSESSIVE)
                     )
-                    introduced = not ({name, full} & known) and PERSON_CUE.match(tail)
+                    introduced = False
+                    if PERSON_CUE.match(tail):
+                        known = self._known_before(index, offset) if known is None else known
+                        introduced = not ({name, full} & known)
                     if speaking:
                         spoke.add(full)
                     if full in people or not (speaking or introduced):
@@ -411,6 +443,17 @@ class Mentions:
                     return full
         return None
 
+    def _titled(self, heads: Sequence[str], limit: int) -> list[int]:
+        """Positions below `limit` of the mentions whose title holds every word of a head."""
+        found: set[int] = set()
+        for head in heads:
+            words = head.split()
+            lists = [self._by_title.get(word, []) for word in words]
+            shortest = min(lists, key=len)
+            titles = self._titles
+            found.update(p for p in shortest if p < limit and all(w in titles[p] for w in words))
+        return sorted(found)
+
     def resolve_role(
         self, role: str, paragraph: int, offset: int
     ) -> tuple[str, SpeakerKind] | None:
@@ -421,28 +464,27 @@ class Mentions:
             heads: tuple[str, ...] = ()
         else:
             heads = SYNONYMS.get(head, (head,))
-        context = self._context(paragraph, offset)
+        end = self.starts[paragraph] + offset  # the text before the quote
         candidates: list[tuple[int, str, SpeakerKind]] = []
-        for position in range(bisect_left(self._keys, (paragraph, offset))):
-            mention, title = self.mentions[position], self._titles[position]
-            if any(all(w in title for w in h.split()) for h in heads) and self.is_person(
-                mention.name
-            ):
+        for position in self._titled(heads, bisect_left(self._keys, (paragraph, offset))):
+            mention = self.mentions[position]
+            if self.is_person(mention.name):
                 candidates.append(
                     (self.starts[mention.paragraph] + mention.offset, mention.name, "named")
                 )
-        lowered = context.lower()
+        lowered = self._lowered if self._lowered is not None else self.text[:end].lower()
         for h in heads:
             after, before, described = role_patterns(h)
             # Only the text around each use of the role word can introduce it.
-            for at in (m.start() for m in re.finditer(re.escape(h), lowered)):
-                lo, hi = max(0, at - 240), min(len(context), at + 200)
+            uses = _role_word(h).finditer(lowered, 0, end)
+            for at in (m.start() for m in uses):
+                lo, hi = max(0, at - 240), min(end, at + 200)
                 for pattern in (after, before):
-                    for match in pattern.finditer(context, lo, hi):
+                    for match in pattern.finditer(self.text, lo, hi):
                         person = clean_run(match.group(1))
                         if self.is_person(person):
                             candidates.append((match.start(), person, "named"))
-                for match in described.finditer(context, lo, hi):
+                for match in described.finditer(self.text, lo, hi):
                     phrase = describe(match.group(0))
                     if len(phrase.split()) <= 14:
                         candidates.append((match.start(), phrase, "described"))

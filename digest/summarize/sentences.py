@@ -31,14 +31,28 @@ _STARTERS = frozenset(
 )
 
 _BOUNDARY = re.compile(r"([.!?…]+)([\"'”’»)\]]*)(\s+)(?=[\"'“‘«(\[]?[A-Z0-9À-Þ])")
-_WORD_BEFORE = re.compile(r"([\w.'’-]+)$")
+
+
+_INITIALS = re.compile(r"(?:[A-Za-z]\.)*[A-Za-z]")
+
+
+def _word_before(text: str, end: int) -> str:
+    """The run of word characters, dots, apostrophes and hyphens that ends at `end`.
+
+    Scanned backwards: a pattern anchored at `end` would be tried from every earlier
+    position, once per period in the paragraph.
+    """
+    start = end
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_.'’-"):
+        start -= 1
+    return text[start:end]
 
 
 def _ends_sentence(text: str, end: int, next_word: str) -> bool:
-    match = _WORD_BEFORE.search(text, 0, end)
-    if not match:
+    run = _word_before(text, end)
+    if not run:
         return True
-    word = match.group(1).rstrip(".")
+    word = run.rstrip(".")
     lowered = word.lower().lstrip("'’")
     starter = next_word.lower().strip("\"'“‘«([") in _STARTERS
     if lowered in _NEVER_FINAL:
@@ -46,7 +60,7 @@ def _ends_sentence(text: str, end: int, next_word: str) -> bool:
     if lowered in _MAYBE_FINAL:
         return starter
     # Initials and dotted abbreviations: J.D., U.S., a.m.
-    if re.fullmatch(r"(?:[A-Za-z]\.)*[A-Za-z]", word) and len(word.replace(".", "")) <= 3:
+    if _INITIALS.fullmatch(word) and len(word.replace(".", "")) <= 3:
         return starter and (word.isupper() or "." in word)
     return True
 
@@ -64,7 +78,9 @@ def _split(text: str) -> tuple[str, ...]:
     for match in _BOUNDARY.finditer(text):
         terminator_start = match.start(1)
         if match.group(1) == "." and not match.group(2):
-            following = text[match.end(3) :].split(" ", 1)[0]
+            after = match.end(3)
+            space = text.find(" ", after)
+            following = text[after : space if space >= 0 else len(text)]
             if not _ends_sentence(text, terminator_start + 1, following):
                 continue
         sentences.append(text[start : match.end(2)].strip())
