@@ -279,17 +279,16 @@ def test_links_survive_the_transfer_encoding_however_long_the_base_url():
         '<p><a href="@@digest-click-7@@">Story</a> &amp; <a href="@@digest-click-900@@">x</a></p>'
     )
     rendered = RenderedDigest("Subject", html, "Read: @@digest-click-7@@\n")
-    template = MessageTemplate(
-        rendered,
-        sender_name="Digest",
-        sender_address="digest@example.org",
-        list_id="Digest <daily.example.org>",
-        unsubscribe_url="https://news.example.org/unsubscribe/{token}",
-        unsubscribe_mailto="mailto:digest@example.org",
-        digest_key="daily/2026-12-01",
-        sent_at=datetime(2026, 12, 1, 7),
-        clicks=links,
-    )
+    fixed = {
+        "sender_name": "Digest",
+        "sender_address": "digest@example.org",
+        "list_id": "Digest <daily.example.org>",
+        "unsubscribe_url": "https://news.example.org/unsubscribe/{token}",
+        "unsubscribe_mailto": "mailto:digest@example.org",
+        "digest_key": "daily/2026-12-01",
+        "sent_at": datetime(2026, 12, 1, 7),
+    }
+    template = MessageTemplate(rendered, clicks=links, **fixed)  # type: ignore[arg-type]
     assert template.tracks_clicks
     copy = template.personalize(Subscriber(4242, "ann@example.org", "Ann"), "tok")
     message = email.message_from_bytes(copy.data, policy=email.policy.default)
@@ -301,16 +300,7 @@ def test_links_survive_the_transfer_encoding_however_long_the_base_url():
     assert all(len(line) <= 76 for line in copy.data.split(b"\r\n"))
     assert read_click_token("k" * 43, expected[900].rsplit("/", 1)[1]) == (123456, 4242, 900)
     with pytest.raises(Exception, match="no digest to sign them for"):
-        MessageTemplate(
-            rendered,
-            sender_name="Digest",
-            sender_address="digest@example.org",
-            list_id="Digest <daily.example.org>",
-            unsubscribe_url="https://news.example.org/unsubscribe/{token}",
-            unsubscribe_mailto="mailto:digest@example.org",
-            digest_key="daily/2026-12-01",
-            sent_at=datetime(2026, 12, 1, 7),
-        )
+        MessageTemplate(rendered, **fixed)  # type: ignore[arg-type]
 
 
 def test_tracking_with_a_provider_api_is_refused_in_one_sentence(tmp_path, monkeypatch):
