@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ from digest.deliver import deliver_digest
 from digest.mail.message import MessageTemplate
 from digest.mail.outbox import OutboxTransport
 from digest.models import Article, RenderedDigest
+from digest.store.schema import _v8_signin_failures
 from digest.subscribers import add_subscriber
 
 pytestmark = pytest.mark.both_stores
@@ -302,3 +303,37 @@ def test_a_ledger_from_before_claims_gains_its_columns(database_url):
     engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 5, 60)] == [1, 2]
+
+
+def test_a_database_from_before_sign_in_failures_gains_their_table(database_url):
+    engine = store.connect(database_url)
+    before = store.MIGRATIONS.index(_v8_signin_failures)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE signin_failures")
+        conn.execute(store.schema_version.update().values(version=before))
+    engine.dispose()
+    engine = store.connect(database_url)
+    moment = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    with store.transaction(engine) as conn:
+        store.record_signin_failure(conn, "203.0.113.9", timedelta(minutes=15), moment)
+        assert store.signin_locked(conn, "203.0.113.9", 1, timedelta(minutes=15), moment)
+    engine.dispose()
+
+
+def test_sign_in_failures_count_within_their_window_and_older_ones_go(database_url):
+    engine = store.connect(database_url)
+    window = timedelta(minutes=15)
+    then = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    later = then + window + timedelta(seconds=1)
+    with store.transaction(engine) as conn:
+        for _ in range(3):
+            store.record_signin_failure(conn, "203.0.113.9", window, then)
+        store.record_signin_failure(conn, "198.51.100.1", window, then)
+        assert store.signin_locked(conn, "203.0.113.9", 3, window, then)
+        assert not store.signin_locked(conn, "198.51.100.1", 3, window, then)
+        assert not store.signin_locked(conn, "203.0.113.9", 3, window, later)
+        store.record_signin_failure(conn, "192.0.2.1", window, later)
+        # One client's failure prunes every client's expired rows: the table stays small.
+        left = conn.execute(sa.select(store.signin_failures.c.client)).scalars().all()
+    assert left == ["192.0.2.1"]
+    engine.dispose()

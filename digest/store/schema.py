@@ -181,6 +181,18 @@ signup_attempts = sa.Table(
 )
 
 
+# Failed operator sign-ins per client address, in the database so that a lock-out on one
+# web host holds on every other.
+signin_failures = sa.Table(
+    "signin_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_signin_failures_client_at", "client", "at"),
+)
+
+
 # Each failure a bounce report named, once per report and subscriber: the unique key is what
 # makes reading the same report twice change nothing.
 bounces = sa.Table(
@@ -245,6 +257,10 @@ def _v7_signup_attempts(conn: Connection) -> None:
     signup_attempts.create(conn, checkfirst=True)
 
 
+def _v8_signin_failures(conn: Connection) -> None:
+    signin_failures.create(conn, checkfirst=True)
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -254,6 +270,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v5_delivery_claims,
     _v6_bounces,
     _v7_signup_attempts,
+    _v8_signin_failures,
 )
 
 
