@@ -15,7 +15,7 @@ from digest.deliver import deliver_digest
 from digest.mail.message import MessageTemplate
 from digest.mail.outbox import OutboxTransport
 from digest.models import Article, RenderedDigest
-from digest.store.schema import _v8_signin_failures
+from digest.store.schema import _v8_signin_failures, _v9_ledger_for_bulk_compose
 from digest.subscribers import add_subscriber
 
 pytestmark = pytest.mark.both_stores
@@ -336,4 +336,31 @@ def test_sign_in_failures_count_within_their_window_and_older_ones_go(database_u
         # One client's failure prunes every client's expired rows: the table stays small.
         left = conn.execute(sa.select(store.signin_failures.c.client)).scalars().all()
     assert left == ["192.0.2.1"]
+    engine.dispose()
+
+
+def test_a_ledger_from_before_bulk_compose_loses_its_per_row_checks(database_url):
+    engine = store.connect(database_url)
+    with engine.begin() as conn:  # as it was before: checked keys, every Message-ID indexed
+        conn.exec_driver_sql("DROP INDEX ix_deliveries_message_id")
+        conn.exec_driver_sql("CREATE INDEX ix_deliveries_message_id ON deliveries (message_id)")
+        if engine.dialect.name == "postgresql":
+            for target in ("digests", "subscribers"):
+                column = "digest_id" if target == "digests" else "subscriber_id"
+                conn.exec_driver_sql(
+                    f"ALTER TABLE deliveries ADD FOREIGN KEY ({column}) REFERENCES {target} (id)"
+                )
+        before = store.MIGRATIONS.index(_v9_ledger_for_bulk_compose)
+        conn.execute(store.schema_version.update().values(version=before))
+    engine.dispose()
+    engine = store.connect(database_url)
+    inspector = sa.inspect(engine)
+    keys = inspector.get_foreign_keys("deliveries")
+    assert (keys == []) if engine.dialect.name == "postgresql" else len(keys) == 2
+    [index] = [i for i in inspector.get_indexes("deliveries") if i["name"].endswith("message_id")]
+    where = index["dialect_options"].get(f"{engine.dialect.name}_where")
+    assert "message_id IS NOT NULL" in str(where)
+    digest_id = _ledger_of(engine, 2)  # composing still works
+    with store.transaction(engine) as conn:
+        assert store.delivery_counts(conn, digest_id) == {"pending": 2}
     engine.dispose()
