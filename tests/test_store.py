@@ -364,3 +364,17 @@ def test_a_ledger_from_before_bulk_compose_loses_its_per_row_checks(database_url
     with store.transaction(engine) as conn:
         assert store.delivery_counts(conn, digest_id) == {"pending": 2}
     engine.dispose()
+
+
+def test_a_claim_starts_past_the_last_subscriber_its_sender_took(database_url):
+    engine = store.connect(database_url)
+    digest_id = _ledger_of(engine, 5)
+    with store.transaction(engine) as conn:
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 2, 60, after=3)] == [
+            4,
+            5,
+        ]
+        assert store.claim_deliveries(conn, digest_id, "w", 2, 60, after=5) == []
+        # From the start again: what is left before it.
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 5, 60)] == [1, 2, 3]
+    engine.dispose()
