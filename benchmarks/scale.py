@@ -1,6 +1,7 @@
 """digest at list scale, as an operator runs it, on SQLite and on PostgreSQL.
 
     .venv/bin/python benchmarks/scale.py [--n 100000] [--store sqlite|postgresql|both]
+                                         [--phases import,compose,send,workers,kill]
 
 For each store, with N subscribers and the bundled sample articles, every phase is the real
 command in its own process, and the script prints its wall time, its rate and the peak
@@ -18,7 +19,9 @@ RSS of each process:
 The sink counts what it received; after each phase the script prints that count against
 N (after the kill, the difference is what was sent twice: at most one batch per
 connection of the killed worker). The reference, printed first, is the time the csv
-module takes to read the same file. Needs Postfix's smtp-sink (Debian: postfix).
+module takes to read the same file. `--phases import,compose` stops after composing (to
+time it alone at a large N); import and compose always run before any send phase. Needs
+Postfix's smtp-sink (Debian: postfix).
 """
 
 from __future__ import annotations
@@ -80,14 +83,32 @@ class Sink:
         self.log.close()
 
 
+# Started by a small interpreter that reports its peak RSS. Linux keeps a process's peak
+# RSS across exec, starting from the RSS of whatever it was forked from: measured straight
+# from this script, every command read at least this script's own peak (339 MB once the
+# SQLite phases had run in it), whatever it used itself.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, exit code) of one command in its own process."""
     start = time.perf_counter()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *command],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    took = time.perf_counter() - start
+    peak, code = done.stdout.split()
+    return took, int(peak) / 1024, int(code)
 
 
 def pending_again(url: str) -> None:
@@ -113,7 +134,10 @@ def line(phase: str, seconds: float, n: int, rss: str, extra: str = "") -> None:
     print(f"  {phase:<22} {seconds:7.1f} s  {n / seconds:9,.0f}/s  peak RSS {rss:<16} {extra}")
 
 
-def measure(kind: str, n: int, url: str, folder: Path, people: Path) -> None:
+PHASES = ("import", "compose", "send", "workers", "kill")
+
+
+def measure(kind: str, n: int, url: str, folder: Path, people: Path, phases: set[str]) -> None:
     print(f"{kind}, N = {n:,}")
     sink = Sink(folder)
     config = folder / f"{kind}.toml"
@@ -136,21 +160,30 @@ def measure(kind: str, n: int, url: str, folder: Path, people: Path) -> None:
     took, rss, _ = run([*base, "subscribers", "import", str(people)], folder, env)
     line("import", took, n, f"{rss:.0f} MB")
 
+    if "compose" not in phases:
+        sink.stop()
+        return
     closed = env | {"DIGEST_DELIVERY__SMTP_PORT": str(free_port()), "DIGEST_DELIVERY__RETRIES": "0"}
     took, rss, _ = run([*base, "run"], folder, closed)
     line("compose", took, n, f"{rss:.0f} MB")
 
     sending = env | {"DIGEST_DELIVERY__SMTP_PORT": str(sink.port)}
-    pending_again(url)  # the failed first batch of the compose step
-    before = sink.received()
-    took, rss, _ = run([*base, "send"], folder, sending)
-    line("send, 1 worker", took, n, f"{rss:.0f} MB", f"sink {sink.received() - before:,}")
+    if "send" in phases:
+        pending_again(url)  # the failed first batch of the compose step
+        before = sink.received()
+        took, rss, _ = run([*base, "send"], folder, sending)
+        line("send, 1 worker", took, n, f"{rss:.0f} MB", f"sink {sink.received() - before:,}")
 
-    pending_again(url)
-    before = sink.received()
-    took, rss, _ = run([*base, "send", "--workers", "2"], folder, sending)
-    line("send, 2 workers", took, n, f"{rss:.0f} MB (sender)", f"sink {sink.received() - before:,}")
+    if "workers" in phases:
+        pending_again(url)
+        before = sink.received()
+        took, rss, _ = run([*base, "send", "--workers", "2"], folder, sending)
+        sent = f"sink {sink.received() - before:,}"
+        line("send, 2 workers", took, n, f"{rss:.0f} MB (sender)", sent)
 
+    if "kill" not in phases:
+        sink.stop()
+        return
     pending_again(url)
     before = sink.received()
     start = time.perf_counter()
@@ -195,7 +228,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="comma-separated, from " + ", ".join(PHASES) + " (import always runs)",
+    )
     args = parser.parse_args()
+    phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
+    unknown = phases - set(PHASES)
+    if unknown:
+        known = ", ".join(PHASES)
+        parser.error(f"unknown phase {', '.join(sorted(unknown))}; choose from {known}.")
+    if phases - {"import", "compose"}:
+        phases.add("compose")  # every send phase sends the digest that compose made
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         people = folder / "people.csv"
@@ -211,10 +256,10 @@ def main() -> None:
             f"reference: csv module reads {rows - 1:,} rows in {time.perf_counter() - start:.2f} s"
         )
         if args.store in ("sqlite", "both"):
-            measure("sqlite", args.n, f"sqlite:///{folder / 'scale.db'}", folder, people)
+            measure("sqlite", args.n, f"sqlite:///{folder / 'scale.db'}", folder, people, phases)
         if args.store in ("postgresql", "both"):
             with postgres_database() as url:
-                measure("postgresql", args.n, url, folder, people)
+                measure("postgresql", args.n, url, folder, people, phases)
 
 
 if __name__ == "__main__":

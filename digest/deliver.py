@@ -384,11 +384,23 @@ def deliver_digest(
     owner = owner_name()
     renewing = _ClaimRenewal(engine, owner, policy.claim_seconds)
 
+    last = 0  # the last subscriber claimed: the next claim starts past it
+
     def claim() -> list[Subscriber]:
         # Rows this run claimed stay claimed until it ends, so each is taken once per run
         # (a deferred row waits for the next run, as it always has).
+        nonlocal last
         with store.transaction(engine) as conn:
-            return store.claim_deliveries(conn, digest_id, owner, size, policy.claim_seconds)
+            batch = store.claim_deliveries(
+                conn, digest_id, owner, size, policy.claim_seconds, after=last
+            )
+        if not batch and last:
+            # Past the end: rows before it may have come free since (a dead sender's claims
+            # expired, another sender gave its batches back); one walk from the start.
+            last = 0
+            return claim()
+        last = batch[-1].id if batch else 0
+        return batch
 
     pending = _PendingRows(claim)
     try:

@@ -83,8 +83,15 @@ tags = ["science"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "both_stores"
+    # A test that names its own store (PostgreSQL only, say) keeps it.
+    own = any(
+        "database_url" in str(mark.args[0])
+        for mark in metafunc.definition.iter_markers("parametrize")
+    )
+    if (
+        "database_url" in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker("both_stores")
+        and not own
     ):
         stores = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
         metafunc.parametrize("database_url", stores, indirect=True)

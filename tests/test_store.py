@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,11 @@ from digest.deliver import deliver_digest
 from digest.mail.message import MessageTemplate
 from digest.mail.outbox import OutboxTransport
 from digest.models import Article, RenderedDigest
+from digest.store.schema import (
+    _v8_reader_preferences,
+    _v10_signin_failures,
+    _v11_ledger_for_bulk_compose,
+)
 from digest.subscribers import add_subscriber
 
 pytestmark = pytest.mark.both_stores
@@ -302,3 +307,116 @@ def test_a_ledger_from_before_claims_gains_its_columns(database_url):
     engine = store.connect(database_url)
     with store.transaction(engine) as conn:
         assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 5, 60)] == [1, 2]
+
+
+def test_readers_from_before_lists_keep_both_lists_and_no_pause(database_url):
+    engine = store.connect(database_url)
+    with store.transaction(engine) as conn:
+        reader = store.insert_subscriber(conn, "ana@example.org", "Ana", [], "active")
+    before = store.MIGRATIONS.index(_v8_reader_preferences)
+    with engine.begin() as conn:  # as a version 7 database had it: no preference columns
+        for column in ("wants_daily", "wants_weekly", "paused_until"):
+            conn.exec_driver_sql(f"ALTER TABLE subscribers DROP COLUMN {column}")
+        conn.execute(store.schema_version.update().values(version=before))
+    engine.dispose()
+    engine = store.connect(database_url)
+    with store.transaction(engine) as conn:
+        upgraded = store.get_subscriber(conn, reader)
+    assert upgraded is not None
+    assert (upgraded.lists, upgraded.paused_until) == (("daily", "weekly"), None)
+    engine.dispose()
+
+
+def test_a_database_from_before_sign_in_failures_gains_their_table(database_url):
+    engine = store.connect(database_url)
+    before = store.MIGRATIONS.index(_v10_signin_failures)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE signin_failures")
+        conn.execute(store.schema_version.update().values(version=before))
+    engine.dispose()
+    engine = store.connect(database_url)
+    moment = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    with store.transaction(engine) as conn:
+        store.record_signin_failure(conn, "203.0.113.9", timedelta(minutes=15), moment)
+        assert store.signin_locked(conn, "203.0.113.9", 1, timedelta(minutes=15), moment)
+    engine.dispose()
+
+
+def test_sign_in_failures_count_within_their_window_and_older_ones_go(database_url):
+    engine = store.connect(database_url)
+    window = timedelta(minutes=15)
+    then = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    later = then + window + timedelta(seconds=1)
+    with store.transaction(engine) as conn:
+        for _ in range(3):
+            store.record_signin_failure(conn, "203.0.113.9", window, then)
+        store.record_signin_failure(conn, "198.51.100.1", window, then)
+        assert store.signin_locked(conn, "203.0.113.9", 3, window, then)
+        assert not store.signin_locked(conn, "198.51.100.1", 3, window, then)
+        assert not store.signin_locked(conn, "203.0.113.9", 3, window, later)
+        store.record_signin_failure(conn, "192.0.2.1", window, later)
+        # One client's failure prunes every client's expired rows: the table stays small.
+        left = conn.execute(sa.select(store.signin_failures.c.client)).scalars().all()
+    assert left == ["192.0.2.1"]
+    engine.dispose()
+
+
+def test_a_ledger_from_before_bulk_compose_loses_its_per_row_checks(database_url):
+    engine = store.connect(database_url)
+    with engine.begin() as conn:  # as it was before: checked keys, every Message-ID indexed
+        conn.exec_driver_sql("DROP INDEX ix_deliveries_message_id")
+        conn.exec_driver_sql("CREATE INDEX ix_deliveries_message_id ON deliveries (message_id)")
+        if engine.dialect.name == "postgresql":
+            for target in ("digests", "subscribers"):
+                column = "digest_id" if target == "digests" else "subscriber_id"
+                conn.exec_driver_sql(
+                    f"ALTER TABLE deliveries ADD FOREIGN KEY ({column}) REFERENCES {target} (id)"
+                )
+        before = store.MIGRATIONS.index(_v11_ledger_for_bulk_compose)
+        conn.execute(store.schema_version.update().values(version=before))
+    engine.dispose()
+    engine = store.connect(database_url)
+    inspector = sa.inspect(engine)
+    keys = inspector.get_foreign_keys("deliveries")
+    assert (keys == []) if engine.dialect.name == "postgresql" else len(keys) == 2
+    [index] = [i for i in inspector.get_indexes("deliveries") if i["name"].endswith("message_id")]
+    where = index["dialect_options"].get(f"{engine.dialect.name}_where")
+    assert "message_id IS NOT NULL" in str(where)
+    digest_id = _ledger_of(engine, 2)  # composing still works
+    with store.transaction(engine) as conn:
+        assert store.delivery_counts(conn, digest_id) == {"pending": 2}
+    engine.dispose()
+
+
+def test_a_claim_starts_past_the_last_subscriber_its_sender_took(database_url):
+    engine = store.connect(database_url)
+    digest_id = _ledger_of(engine, 5)
+    with store.transaction(engine) as conn:
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 2, 60, after=3)] == [
+            4,
+            5,
+        ]
+        assert store.claim_deliveries(conn, digest_id, "w", 2, 60, after=5) == []
+        # From the start again: what is left before it.
+        assert [s.id for s in store.claim_deliveries(conn, digest_id, "w", 5, 60)] == [1, 2, 3]
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
+def test_renewing_claims_passes_over_rows_being_recorded(database_url):
+    # Renewal waiting for a row the sender is recording, which takes its rows in another
+    # order, deadlocked the two at 1,000,000. SQLite has one writer: nothing to pass over,
+    # so this runs on PostgreSQL only.
+    engine = store.connect(database_url)
+    digest_id = _ledger_of(engine, 3)
+    with store.transaction(engine) as conn:
+        store.claim_deliveries(conn, digest_id, "w", 3, 60)
+    with engine.connect() as recording:
+        recording.begin()
+        store.record_deliveries(recording, digest_id, [(1, "sent", "<m1@example.org>", None)])
+        with engine.connect() as renewal, renewal.begin():
+            renewal.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # an error, not a hang
+            assert store.renew_claims(renewal, "w", 60) == 2
+    engine.dispose()

@@ -81,17 +81,28 @@ def test_operator_posts_need_an_origin_of_this_site(settings):
     assert client.post("/unsubscribe/x.y", content="List-Unsubscribe=One-Click").status_code == 400
 
 
-def test_failed_sign_ins_are_throttled(tmp_path, monkeypatch):
+@pytest.mark.both_stores
+def test_failed_sign_ins_lock_the_client_out_on_every_web_host(tmp_path, monkeypatch, database_url):
     monkeypatch.setenv("DIGEST_WEB__ADMIN_PASSWORD", "correct horse battery")
-    settings = load_settings(write_config(tmp_path))
-    client = TestClient(create_app(settings), base_url=PUBLIC, client=("203.0.113.9", 1))
+    settings = load_settings(write_config(tmp_path, database_url=database_url))
+    # Two web hosts behind one proxy, on one database, each with its own memory.
+    hosts = [
+        TestClient(create_app(settings), base_url=PUBLIC, client=("203.0.113.9", 1))
+        for _ in range(2)
+    ]
     wrong = {"Authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}
     right = {"Authorization": "Basic " + base64.b64encode(b"admin:correct horse battery").decode()}
-    codes = [client.get("/preview", headers=wrong).status_code for _ in range(11)]
-    assert codes == [401] * 10 + [429]
-    assert client.get("/preview", headers=right).status_code == 429  # wait, even if right
+    assert hosts[1].get("/preview", headers=right).status_code == 200
+    codes = [hosts[n % 2].get("/preview", headers=wrong).status_code for n in range(10)]
+    assert codes == [401] * 10  # five failures on each host
+    for host in hosts:
+        locked = host.get("/preview", headers=right)  # wait, even with the right password
+        assert locked.status_code == 429 and locked.headers["retry-after"] == "900"
+    assert hosts[0].get("/preview").status_code == 429  # no password: still locked out
     other = TestClient(create_app(settings), base_url=PUBLIC, client=("203.0.113.10", 1))
     assert other.get("/preview", headers=right).status_code == 200
+    # A visit without credentials (the browser's first request) is no failed sign-in.
+    assert [other.get("/preview").status_code for _ in range(12)] == [401] * 12
 
 
 def test_an_empty_admin_password_is_refused(tmp_path, monkeypatch):

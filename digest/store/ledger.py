@@ -93,9 +93,20 @@ def create_digest(
                 sa.literal("pending"),
                 sa.literal(0),
                 sa.literal(now(), UTCDateTime()),
-            ).where(*readers_of(audience, now())),
+            )
+            .where(*readers_of(audience, now()))
+            # The rows a ledger names stay until this commits: on PostgreSQL the ledger
+            # has no foreign keys (one check per row cost most of composing at 1,000,000),
+            # and one lock in the scan costs a fraction of that.
+            .with_for_update(read=True, key_share=True),
         )
     )
+    if conn.dialect.name == "postgresql":
+        # Planned on the statistics of a ledger without these rows, the first claim and the
+        # skip of leavers each scanned all of them (2 s each at 1,000,000); sampling them
+        # takes 0.1 s. It sees this transaction's rows, and skips with a warning for a
+        # role that does not own the table.
+        conn.exec_driver_sql("ANALYZE deliveries")
     return digest_id
 
 

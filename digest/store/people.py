@@ -16,6 +16,7 @@ from digest.store.schema import (
     _new_id,
     deliveries,
     now,
+    signin_failures,
     signup_attempts,
     subscriber_events,
     subscribers,
@@ -292,3 +293,26 @@ def allow_signup(
         return False
     conn.execute(signup_attempts.insert().values(client=client[:64], at=moment))
     return True
+
+
+def signin_locked(
+    conn: Connection, client: str, limit: int, window: timedelta, moment: datetime
+) -> bool:
+    """True when `client` failed to sign in `limit` times within `window` before `moment`.
+
+    Counted in the database, so failures on one web host lock the client out on all.
+    """
+    recent = conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(signin_failures)
+        .where(signin_failures.c.client == client[:64], signin_failures.c.at > moment - window)
+    )
+    return int(recent or 0) >= limit
+
+
+def record_signin_failure(
+    conn: Connection, client: str, window: timedelta, moment: datetime
+) -> None:
+    """Count one failed sign-in; failures older than `window` count for nobody and go."""
+    conn.execute(signin_failures.delete().where(signin_failures.c.at <= moment - window))
+    conn.execute(signin_failures.insert().values(client=client[:64], at=moment))

@@ -186,6 +186,18 @@ signup_attempts = sa.Table(
 )
 
 
+# Failed operator sign-ins per client address, in the database so that a lock-out on one
+# web host holds on every other.
+signin_failures = sa.Table(
+    "signin_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_signin_failures_client_at", "client", "at"),
+)
+
+
 # Each failure a bounce report named, once per report and subscriber: the unique key is what
 # makes reading the same report twice change nothing.
 bounces = sa.Table(
@@ -269,6 +281,35 @@ def _v9_clicks(conn: Connection) -> None:
     clicks.create(conn, checkfirst=True)
 
 
+def _v10_signin_failures(conn: Connection) -> None:
+    signin_failures.create(conn, checkfirst=True)
+
+
+def _v11_ledger_for_bulk_compose(conn: Connection) -> None:
+    """Composing writes a ledger row per subscriber: keep per-row work off that path.
+
+    On PostgreSQL a foreign key is checked by a trigger per inserted row: composing for
+    1,000,000 subscribers spent 12-17 of its 27 s there. digest never deletes a subscriber
+    (a purge anonymises the row) or a digest, and compose takes its rows from subscribers
+    in the same statement, locked FOR KEY SHARE (see create_digest), so the checks guard
+    nothing digest does; they go. SQLite checks its keys cheaply and keeps them.
+    A ledger row has a Message-ID only once sent: indexing the NULLs of fresh rows cost
+    2 s more, and a lookup by Message-ID never asks for NULL.
+    """
+    if conn.dialect.name == "postgresql":
+        for key in sa.inspect(conn).get_foreign_keys("deliveries"):
+            conn.execute(sa.text(f'ALTER TABLE deliveries DROP CONSTRAINT "{key["name"]}"'))
+    # Plain DDL: an sa.Index on the table's column would join `metadata`, and _v1 would
+    # then create the index twice on a new database.
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_deliveries_message_id"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX ix_deliveries_message_id ON deliveries (message_id) "
+            "WHERE message_id IS NOT NULL"
+        )
+    )
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -280,6 +321,8 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v7_signup_attempts,
     _v8_reader_preferences,
     _v9_clicks,
+    _v10_signin_failures,
+    _v11_ledger_for_bulk_compose,
 )
 
 

@@ -18,7 +18,7 @@ from digest.settings import Settings
 from digest.subscribers import secret_key
 from digest.web import archive, clicks, operator, preferences, public, webhooks
 from digest.web.archive import neutral as neutral
-from digest.web.guard import SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, KnownHost, PerClientLimit
+from digest.web.guard import KnownHost
 from digest.web.guard import is_loopback as is_loopback
 from digest.web.guard import operator as guarded
 from digest.web.headers import SecurityHeaders
@@ -69,7 +69,6 @@ def create_app(
         live=LiveSettings(settings, config_file),
         engine=open_store(settings),
         key=secret_key(settings)[0],
-        sign_ins=PerClientLimit(SIGN_IN_ATTEMPTS, window=SIGN_IN_WINDOW),
         local_operator=local_operator,
     )
     return app

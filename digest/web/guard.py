@@ -16,9 +16,8 @@ import functools
 import hmac
 import inspect
 import ipaddress
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -27,16 +26,18 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from digest.web.state import page, state
+from digest import store
+from digest.web.state import WebState, page, state
 
 Endpoint = Callable[[Request], Awaitable[Response] | Response]
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 # Headers a reverse proxy adds: a request that carries one did not come from this machine's
 # own browser, whatever the socket's address says.
 _PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-real-ip")
-# Failed sign-ins one client may make in a quarter of an hour before it must wait.
+# Failed sign-ins one client may make in a quarter of an hour before it must wait; counted
+# in the database, so a client locked out on one web host is locked out on all of them.
 SIGN_IN_ATTEMPTS = 10
-SIGN_IN_WINDOW = 900.0
+SIGN_IN_WINDOW = timedelta(minutes=15)
 
 
 def is_loopback(host: str) -> bool:
@@ -97,44 +98,34 @@ def password_ok(request: Request, password: str, user: str | None = None) -> boo
     return hmac.compare_digest(given.encode(), password.encode()) and user_ok
 
 
-class PerClientLimit:
-    """At most `limit` requests per client address in a sliding window (in this process)."""
-
-    def __init__(self, limit: int, window: float = 3600.0) -> None:
-        self.limit, self.window = limit, window
-        self.seen: dict[str, deque[float]] = {}
-
-    def allow(self, client: str) -> bool:
-        """Count one request; False when the client has used up its allowance."""
-        if self.exhausted(client):
-            return False
-        self.seen[client].append(time.monotonic())
-        return True
-
-    def exhausted(self, client: str) -> bool:
-        """True when the client may make no more requests now (counts nothing)."""
-        now = time.monotonic()
-        times = self.seen.setdefault(client, deque())
-        while times and now - times[0] > self.window:
-            times.popleft()
-        return len(times) >= self.limit
+def sign_in_locked(shared: WebState, client: str) -> bool:
+    """True when this client failed to sign in too often lately (on any web host)."""
+    with store.transaction(shared.engine) as conn:
+        return store.signin_locked(
+            conn, client, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW, datetime.now(UTC)
+        )
 
 
-def _refusal(request: Request) -> Response | None:
+def count_failed_sign_in(shared: WebState, client: str) -> None:
+    with store.transaction(shared.engine) as conn:
+        store.record_signin_failure(conn, client, SIGN_IN_WINDOW, datetime.now(UTC))
+
+
+async def _refusal(request: Request) -> Response | None:
     """Why this request may not reach an operator page (None: it may)."""
     shared = state(request)
     password = shared.settings().web.admin_password
     client = client_of(request)
     if password is not None:
-        if shared.sign_ins.exhausted(client):
+        if await run_in_threadpool(sign_in_locked, shared, client):
             return Response(
                 "Too many failed sign-ins; wait a quarter of an hour and try again.",
                 status_code=429,
-                headers={"Retry-After": str(int(SIGN_IN_WINDOW))},
+                headers={"Retry-After": str(int(SIGN_IN_WINDOW.total_seconds()))},
             )
         if not password_ok(request, password.get_secret_value()):
             if "authorization" in request.headers:
-                shared.sign_ins.allow(client)  # count the failed attempt
+                await run_in_threadpool(count_failed_sign_in, shared, client)
             return Response(
                 "Sign in to see the operator pages.",
                 status_code=401,
@@ -166,7 +157,7 @@ def operator(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
 
     @functools.wraps(endpoint)
     async def guarded(request: Request) -> Response:
-        refused = _refusal(request)
+        refused = await _refusal(request)
         if refused is not None:
             return refused
         if inspect.iscoroutinefunction(endpoint):

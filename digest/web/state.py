@@ -1,10 +1,13 @@
-"""What every endpoint shares, kept on `app.state`: settings, store, key, limits, pages."""
+"""What every endpoint shares, kept on `app.state`: settings, store, key, pages.
+
+Nothing here counts requests: limits live in the database, shared by every web host.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
@@ -13,9 +16,6 @@ from starlette.responses import HTMLResponse
 from digest.errors import DigestError
 from digest.render import template_environment
 from digest.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from digest.web.guard import PerClientLimit
 
 
 class LiveSettings:
@@ -49,7 +49,6 @@ class WebState:
     live: LiveSettings
     engine: Engine
     key: str  # signs unsubscribe and confirmation links
-    sign_ins: PerClientLimit  # failed operator sign-ins
     local_operator: bool  # `digest preview` on a loopback address
 
     def settings(self) -> Settings:
