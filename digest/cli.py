@@ -508,16 +508,25 @@ def _print_outcomes(settings: Settings) -> None:
     outcomes = issue_outcomes(store.connect(settings.db_url), settings.digest.list_name)
     if not outcomes:
         return
+    # Click columns only where there are clicks to show: an 80-column terminal has no
+    # room for two columns of zeros.
+    clicks = settings.tracking.clicks or any(item.clicks for item in outcomes)
     table = Table(title=f"How the last issues did ({settings.digest.list_name})")
-    columns = ("Issue", "Sent", "Failed", "Pending", *(s.title() for s in LEFT), "Clicks")
-    for column in (*columns, "Most clicked"):
-        table.add_column(column, justify="left" if column in ("Issue", "Most clicked") else "right")
+    columns = ["Issue", "Sent", "Failed", "Pending", *(s.title() for s in LEFT)]
+    columns += ["Clicks", "Most clicked"] if clicks else []
+    key_width = max(len(item.key) for item in outcomes)
+    for column in columns:
+        if column == "Issue":  # the key whole: it is what `digest send --digest` takes
+            table.add_column(column, no_wrap=True, min_width=key_width)
+            continue
+        table.add_column(column, justify="left" if column == "Most clicked" else "right")
     for item in outcomes:
         counts = [item.deliveries.get(s, 0) for s in ("sent", "failed", "pending")]
-        left = [item.left.get(s, 0) for s in LEFT]
-        top = item.stories[0] if item.stories else None
-        most = f"{top.title} ({top.clicks})" if top else "-"
-        table.add_row(item.key, *(str(n) for n in [*counts, *left, item.clicks]), most)
+        row = [item.key, *(str(n) for n in [*counts, *(item.left.get(s, 0) for s in LEFT)])]
+        if clicks:
+            top = item.stories[0] if item.stories else None
+            row += [str(item.clicks), f"{top.title} ({top.clicks})" if top else "-"]
+        table.add_row(*row)
     console.print(table)
     console.print("Bounced, complained and unsubscribed: readers of the issue, within 7 days.")
     if not settings.tracking.clicks:

@@ -211,5 +211,6 @@ def test_status_shows_how_the_last_issue_did(tmp_path, monkeypatch, cli):
         if report.key in line and "│" in line and "sent" not in line
     )
     cells = [c.strip() for c in row.split("│") if c.strip()]
-    # Issue, Sent, Failed, Pending, Bounced, Complained, Unsubscribed, Clicks, Most clicked
-    assert cells == [report.key, "4", "0", "0", "0", "1", "1", "0", "-"]
+    # Issue, Sent, Failed, Pending, Bounced, Complained, Unsubscribed (no clicks: tracking off)
+    assert cells == [report.key, "4", "0", "0", "0", "1", "1"]
+    assert "Click tracking is off" in out
