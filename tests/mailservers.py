@@ -675,11 +675,12 @@ def provider_server() -> Iterator[tuple[ProviderServer, str]]:
 
 TEXT = (
     "Hello @@digest-name@@,\n.a line that starts with a dot\n\n"
-    "Unsubscribe: @@digest-unsubscribe@@\n"
+    "Unsubscribe: @@digest-unsubscribe@@\nPreferences: @@digest-preferences@@\n"
 )
 HTML = (
     "<html><body><p>Hello @@digest-name@@,</p><p>Caf\u00e9 &amp; news</p>"
-    '<a href="@@digest-unsubscribe@@">Unsubscribe</a></body></html>'
+    '<a href="@@digest-unsubscribe@@">Unsubscribe</a> '
+    '<a href="@@digest-preferences@@">Preferences</a></body></html>'
 )
 
 
@@ -759,6 +760,7 @@ def make_ledger(
         list_id=f"{sender_name} <daily.example.org>",
         unsubscribe_url="https://digest.example.org/unsubscribe/{token}",
         unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe",
+        preferences_url="https://digest.example.org/preferences/{token}",
         digest_key=key,
         sent_at=datetime(2026, 11, 28, 6, 0, tzinfo=UTC),
         reply_to=reply_to,

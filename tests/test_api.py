@@ -62,6 +62,13 @@ def mime_copy(ledger: Ledger, email: str) -> EmailMessage:
     return message
 
 
+def reader_id(ledger: Ledger, email: str) -> int:
+    with store.transaction(ledger.engine) as conn:
+        reader = store.find_subscriber(conn, email)
+    assert reader is not None
+    return reader.id
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_each_reader_gets_the_same_copy_as_over_smtp(
     tmp_path: Path, server: tuple[ProviderServer, str], provider: str
@@ -94,6 +101,9 @@ def test_each_reader_gets_the_same_copy_as_over_smtp(
         assert copy.name == (f"Reader {number}" if number % 3 else "")
         # The greeting uses the first name.
         assert ("Hello Reader," if number % 3 else "Hello there,") in copy.text
+        # The footer's links are the reader's own, in both parts.
+        own = f"https://digest.example.org/preferences/tok-{reader_id(ledger, copy.to)}"
+        assert f"Preferences: {own}" in copy.text and f'href="{own}"' in copy.html
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
