@@ -300,6 +300,7 @@ def test_a_ledger_from_before_claims_gains_its_columns(database_url):
     engine = store.connect(database_url)
     digest_id = _ledger_of(engine, 2)
     with engine.begin() as conn:  # make it look like version 4: no claim columns yet
+        conn.exec_driver_sql("DROP INDEX ix_deliveries_claimed")
         for column in ("claimed_by", "claimed_until"):
             conn.exec_driver_sql(f"ALTER TABLE deliveries DROP COLUMN {column}")
         conn.execute(store.schema_version.update().values(version=4))

