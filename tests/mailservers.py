@@ -285,6 +285,15 @@ class SmtpServer:
     port: int
     security: str
 
+    def settings_env(self) -> dict[str, str]:
+        """The DIGEST_* variables that make digest deliver to this plain (no TLS) server."""
+        return {
+            "DIGEST_DELIVERY__BACKEND": "smtp",
+            "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
+            "DIGEST_DELIVERY__SMTP_PORT": str(self.port),
+            "DIGEST_DELIVERY__SMTP_SECURITY": "none",
+        }
+
 
 @contextmanager
 def smtp_server(

@@ -369,11 +369,7 @@ def test_verp_names_the_subscriber_when_the_report_names_nothing_else(
     assert cli("--config", str(config), "subscribers", "add", ZOE, config=False).returncode == 0
     assert cli("--config", str(config), "subscribers", "add", DAN, config=False).returncode == 0
     with smtp_server() as server:
-        env = {
-            "DIGEST_DELIVERY__BACKEND": "smtp",
-            "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
-            "DIGEST_DELIVERY__SMTP_PORT": str(server.port),
-            "DIGEST_DELIVERY__SMTP_SECURITY": "none",
+        env = server.settings_env() | {
             "DIGEST_DELIVERY__TEST_MODE": "true",
         }
         sent = cli("--config", str(config), "run", env=env, config=False)

@@ -28,11 +28,7 @@ def server() -> Iterator[SmtpServer]:
 
 
 def smtp_env(server: SmtpServer) -> dict[str, str]:
-    return {
-        "DIGEST_DELIVERY__BACKEND": "smtp",
-        "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
-        "DIGEST_DELIVERY__SMTP_PORT": str(server.port),
-        "DIGEST_DELIVERY__SMTP_SECURITY": "none",
+    return server.settings_env() | {
         "DIGEST_DELIVERY__TEST_MODE": "true",
     }
 

@@ -37,14 +37,9 @@ def smtp() -> Iterator[SmtpServer]:
 @pytest.fixture
 def site(tmp_path: Path, smtp: SmtpServer) -> Iterator[str]:
     """`digest run` (one issue in the archive), then `digest serve` mailing through SMTP."""
-    smtp_env = {
-        "DIGEST_DELIVERY__BACKEND": "smtp",
-        "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
-        "DIGEST_DELIVERY__SMTP_PORT": str(smtp.port),
-        "DIGEST_DELIVERY__SMTP_SECURITY": "none",
-    }
     setup = (("subscribers", "add", "first@example.org"), ("run",))
-    yield from start_digest(tmp_path, write_config(tmp_path), "serve", env=smtp_env, before=setup)
+    config = write_config(tmp_path)
+    yield from start_digest(tmp_path, config, "serve", env=smtp.settings_env(), before=setup)
 
 
 @pytest.fixture

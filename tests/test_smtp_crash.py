@@ -60,11 +60,7 @@ def test_a_killed_run_resumes_and_each_reader_gets_the_digest_once(tmp_path: Pat
         )
     with smtp_server() as srv:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        env |= {
-            "DIGEST_DELIVERY__BACKEND": "smtp",
-            "DIGEST_DELIVERY__SMTP_HOST": "127.0.0.1",
-            "DIGEST_DELIVERY__SMTP_PORT": str(srv.port),
-            "DIGEST_DELIVERY__SMTP_SECURITY": "none",
+        env |= srv.settings_env() | {
             "DIGEST_DELIVERY__BATCH_SIZE": str(BATCH),
             "DIGEST_DELIVERY__CONCURRENCY": str(WORKERS),
         }

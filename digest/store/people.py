@@ -284,12 +284,7 @@ def allow_signup(
     a day are dropped on the way.
     """
     conn.execute(signup_attempts.delete().where(signup_attempts.c.at < moment - timedelta(days=1)))
-    recent = conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(signup_attempts)
-        .where(signup_attempts.c.client == client[:64], signup_attempts.c.at > moment - window)
-    )
-    if int(recent or 0) >= limit:
+    if _recent(conn, signup_attempts, client, moment - window) >= limit:
         return False
     conn.execute(signup_attempts.insert().values(client=client[:64], at=moment))
     return True
@@ -302,12 +297,7 @@ def signin_locked(
 
     Counted in the database, so failures on one web host lock the client out on all.
     """
-    recent = conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(signin_failures)
-        .where(signin_failures.c.client == client[:64], signin_failures.c.at > moment - window)
-    )
-    return int(recent or 0) >= limit
+    return _recent(conn, signin_failures, client, moment - window) >= limit
 
 
 def record_signin_failure(
@@ -316,3 +306,13 @@ def record_signin_failure(
     """Count one failed sign-in; failures older than `window` count for nobody and go."""
     conn.execute(signin_failures.delete().where(signin_failures.c.at <= moment - window))
     conn.execute(signin_failures.insert().values(client=client[:64], at=moment))
+
+
+def _recent(conn: Connection, attempts: sa.Table, client: str, since: datetime) -> int:
+    """How many rows of a per-client table (client, at) this client has after `since`."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(attempts)
+        .where(attempts.c.client == client[:64], attempts.c.at > since)
+    )
+    return int(conn.scalar(query) or 0)

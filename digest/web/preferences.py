@@ -153,7 +153,5 @@ def _save(shared: WebState, subscriber_id: int, values: dict[str, object]) -> Su
 
 
 def _unsubscribe(shared: WebState, subscriber_id: int) -> None:
-    with store.transaction(shared.engine) as conn:
-        current = store.get_subscriber(conn, subscriber_id)
-        if current is not None and current.status == "active":
-            store.update_subscriber(conn, subscriber_id, status="unsubscribed")
+    with store.transaction(shared.engine) as conn:  # only an active reader changes
+        store.mark_left(conn, {subscriber_id: "unsubscribed"})
